@@ -1,0 +1,23 @@
+"""Errors that name the file and the problem, for users rather than developers."""
+
+from __future__ import annotations
+
+
+class FlexcoreError(Exception):
+    """Base class for errors a user can act on (bad input, bad configuration)."""
+
+
+class InputFileError(FlexcoreError, ValueError):
+    """A file a user gave us is unreadable, incomplete or inconsistent.
+
+    The message always starts with the file's path so users know which file to fix.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")
+
+
+class ConfigError(FlexcoreError, ValueError):
+    """A parameter value is out of range or inconsistent with the data."""
