@@ -1,0 +1,1 @@
+"""Command-line interface: ``flexcore <command> ...``, one module per command."""

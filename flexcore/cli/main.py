@@ -1,0 +1,64 @@
+"""``flexcore <command>``: dispatch to one module per command (``flexcore.cli.<command>``).
+
+Each command module has a docstring with an example, ``add_args(parser)`` and ``main(args)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from .. import __version__
+from ..errors import FlexcoreError
+
+COMMANDS = {
+    "simulate": "build a simulated flexible dataset with ground truth (demo, tests)",
+    "prep": "prepare particles and consensus map at the training box",
+    "mesh": "build the tetrahedral mesh, solvent mask and rigidity weights",
+    "train": "learn latents, flow and canonical map",
+    "generate": "generate volume series from a trained model",
+    "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
+    "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
+    "info": "summarise a particle file, map or mesh",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="flexcore",
+        description="Open 3D Flexible Refinement for cryo-EM.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"flexcore {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, summary in COMMANDS.items():
+        try:
+            module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"flexcore.cli.{name.replace('-', '_')}":
+                continue  # command not available in this build
+            raise
+        p = sub.add_parser(name, help=summary, description=module.__doc__,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.add_args(p)
+        p.set_defaults(_main=module.main)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "_main", None):
+        parser.print_help()
+        return 2
+    try:
+        args._main(args)
+    except FlexcoreError as exc:
+        print(f"flexcore {args.command}: error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
