@@ -133,3 +133,38 @@ def bilinear_kernel_response_2d(size: int, device=None) -> torch.Tensor:
     """
     ky, kx = rfft_freqs_2d(size, device=device)
     return (torch.sinc(kx) * torch.sinc(ky)) ** 2
+
+
+def crop_rfft2(f: torch.Tensor, new_size: int) -> torch.Tensor:
+    """Crop an unshifted ``rfft2`` spectrum of ``D × D`` images to ``new_size`` (even,
+    ``≤ D``), scaled so the inverse keeps the mean grey level (as :func:`fourier_crop`)."""
+    d = f.shape[-2]
+    if new_size == d:
+        return f
+    h = new_size // 2
+    rows = torch.cat([f[..., :h, : h + 1], f[..., d - h:, : h + 1]], dim=-2)
+    return rows * (new_size / d) ** 2
+
+
+def crop_rfft3(f: torch.Tensor, new_size: int) -> torch.Tensor:
+    """Crop an unshifted ``rfftn`` spectrum of a ``D³`` volume to ``new_size`` (even, ``≤ D``),
+    scaled so the inverse keeps the mean density level."""
+    d = f.shape[-3]
+    if new_size == d:
+        return f
+    h = new_size // 2
+    g = f[..., : h + 1]
+    g = torch.cat([g[..., :h, :, :], g[..., d - h:, :, :]], dim=-3)
+    g = torch.cat([g[..., :, :h, :], g[..., :, d - h:, :]], dim=-2)
+    return g * (new_size / d) ** 3
+
+
+def band_limit_resample_3d(volume: torch.Tensor, new_size: int, k_cut: float,
+                           edge: float = 2.0) -> torch.Tensor:
+    """Fourier-crop a ``D³`` volume to ``new_size`` and low-pass it at ``k_cut`` (cycles per
+    voxel of the *output* grid) with a raised-cosine edge ``edge`` shells wide, in one
+    FFT pair. Differentiable."""
+    f = crop_rfft3(torch.fft.rfftn(volume, dim=(-3, -2, -1)), new_size)
+    k = rfft_radius_3d(new_size, device=volume.device) * new_size
+    f = f * cosine_edge(k, k_cut * new_size, edge)
+    return torch.fft.irfftn(f, s=(new_size,) * 3, dim=(-3, -2, -1))

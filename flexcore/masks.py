@@ -73,3 +73,19 @@ def threshold_from_sigma(volume: np.ndarray, n_sigma: float) -> float:
     """Density level ``mean + n_sigma · std`` of the map."""
     v = np.asarray(volume, dtype=np.float64)
     return float(v.mean() + n_sigma * v.std())
+
+
+def resize_mask(mask: np.ndarray, new_box: int, order: int = 1) -> np.ndarray:
+    """Resample a ``[z, y, x]`` volume onto a box of ``new_box`` voxels, keeping the centre
+    voxel ``N // 2`` fixed (voxel ``i`` of the new box samples old position
+    ``(i - new_box//2) · N / new_box + N // 2``).
+
+    ``order=0`` is nearest-neighbour (keeps the dtype: hard masks, integer labels);
+    ``order=1`` is trilinear (soft masks). Edges repeat the border value.
+    """
+    mask = np.asarray(mask)
+    n = mask.shape[0]
+    s = n / new_box
+    offset = n // 2 - (new_box // 2) * s
+    return ndimage.affine_transform(mask, np.full(3, s), offset=offset,
+                                    output_shape=(new_box,) * 3, order=order, mode="nearest")

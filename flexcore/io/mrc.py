@@ -148,7 +148,8 @@ class StackReader:
             raise InputFileError(self.path, "header present but no image data")
         hdr = self._mrc.header
         expected = int(hdr.nx) * int(hdr.ny) * int(hdr.nz)
-        file_bytes = os.path.getsize(self.path) - self._mrc.header.nbytes - int(hdr.next)
+        file_bytes = (os.path.getsize(self.path) - self._mrc.header.nbytes
+                      - self._mrc.extended_header.nbytes)
         if file_bytes < expected * data.dtype.itemsize:
             raise InputFileError(self.path, "stack is shorter than its header says (truncated)")
         self.data = data if data.ndim == 3 else data[None]

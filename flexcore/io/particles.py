@@ -7,7 +7,8 @@ array for ``.cs``) rides along in ``raw`` so writers can carry every input colum
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import os
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -16,9 +17,51 @@ from ..errors import InputFileError
 from .mrc import StackReader
 
 
+def resolve_image_path(name: str, root: str | Path) -> Path | None:
+    """Find stack file ``name`` as RELION/cryoSPARC tools would, or return ``None``.
+
+    An absolute ``name`` is taken as is; a relative one is tried against ``root`` (the
+    metadata file's folder), then the current directory, then as a bare file name in
+    ``root`` (the common case of a STAR file moved next to its stacks).
+    """
+    p = Path(name)
+    root = Path(root)
+    candidates = [p] if p.is_absolute() else [root / p, p, root / p.name]
+    for c in candidates:
+        if c.is_file():
+            return c
+    return None
+
+
+def unique_row_groups(*columns) -> tuple[np.ndarray, np.ndarray]:
+    """Group rows by their combination of values (e.g. to build optics groups).
+
+    Parameters
+    ----------
+    columns : ``(n,)`` numeric arrays; values are compared after rounding to 6 decimals.
+
+    Returns
+    -------
+    codes : ``(n,)`` int64, the 0-based group of each row, numbered by first appearance.
+    first : ``(g,)`` int64, the first row of each group.
+    """
+    keys = np.round(np.column_stack([np.asarray(c, dtype=np.float64) for c in columns]), 6)
+    _, first, inverse = np.unique(keys, axis=0, return_index=True, return_inverse=True)
+    order = np.argsort(first)
+    rank = np.empty_like(order)
+    rank[order] = np.arange(len(order))
+    return rank[inverse.ravel()].astype(np.int64), first[order].astype(np.int64)
+
+
 @dataclass
 class OpticsGroup:
-    """Microscope and image parameters shared by a group of particles."""
+    """Microscope and image parameters shared by a group of particles.
+
+    Units: pixel size in Å, image size in pixels, voltage in kV, Cs in mm, amplitude
+    contrast as a fraction, beam tilt in mrad (RELION ``rlnBeamTiltX/Y``), Zernike
+    coefficients as RELION stores them (``rlnOddZernike``/``rlnEvenZernike``).
+    ``image_size`` 0 means unknown (a RELION 3.0 file whose stacks were not found).
+    """
 
     name: str
     pixel_size_A: float
@@ -46,8 +89,9 @@ class ParticleTable:
     defocus_u_A, defocus_v_A, defocus_angle_deg, phase_shift_deg, bfactor_A2, ctf_scale :
         ``(n,)`` CTF parameters (RELION definition; angle of U from x).
     optics_group : ``(n,)`` 0-based index into ``optics``.
-    image_paths : ``(n,)`` stack file of each image (absolute, or relative to the
-        current directory after resolution against the metadata file's folder).
+    image_paths : ``(n,)`` stack file of each image as the metadata file names it (a
+        cryoSPARC ``>`` prefix removed); relative names are resolved against the metadata
+        file's folder, then the current directory (:func:`resolve_image_path`).
     image_indices : ``(n,)`` 0-based image index within its stack.
     half_set : ``(n,)`` int8: 0 or 1 for the gold-standard halves, -1 when unknown.
     raw : the input table as read (DataFrame or structured array), row-aligned.
@@ -103,6 +147,27 @@ class ParticleTable:
             )
         return self.optics[0].image_size
 
+    def image_paths_relative_to(self, folder: str | Path) -> np.ndarray:
+        """Image paths as a file written into ``folder`` should name them, ``(n,)`` object.
+
+        A stack that resolves (see :func:`resolve_image_path`, against the metadata
+        file's folder) is given relative to ``folder``; one that does not is kept as given.
+        """
+        root = Path(self.source_path).parent if self.source_path else Path(".")
+        folder = os.path.abspath(folder)
+        names, codes = np.unique(np.asarray(self.image_paths, dtype=object), return_inverse=True)
+        out = []
+        for name in names:
+            found = resolve_image_path(str(name), root)
+            if found is None:
+                out.append(str(name))
+                continue
+            try:
+                out.append(os.path.relpath(os.path.abspath(found), folder))
+            except ValueError:  # another drive on Windows: no relative path exists
+                out.append(os.path.abspath(found))
+        return np.asarray(out, dtype=object)[codes.ravel()]
+
     def require_poses(self) -> None:
         """Raise a clear error when the table has no consensus 3-D alignment."""
         if self.rotations is None:
@@ -113,7 +178,7 @@ class ParticleTable:
             )
 
     def subset(self, indices) -> ParticleTable:
-        """A new table holding rows ``indices`` (in that order)."""
+        """A new table holding rows ``indices`` (in that order); optics groups are copied."""
         idx = np.asarray(indices)
         raw = self.raw
         if raw is not None:
@@ -128,7 +193,7 @@ class ParticleTable:
             bfactor_A2=self.bfactor_A2[idx],
             ctf_scale=self.ctf_scale[idx],
             optics_group=self.optics_group[idx],
-            optics=list(self.optics),
+            optics=[replace(g) for g in self.optics],  # copies: edits stay local
             image_paths=self.image_paths[idx],
             image_indices=self.image_indices[idx],
             half_set=self.half_set[idx],
@@ -157,12 +222,15 @@ class ParticleTable:
                 first = int(np.flatnonzero(bad)[0])
                 raise InputFileError(
                     self.source_path,
-                    f"{name} is NaN or infinite for {int(bad.sum())} particle(s), first at row {first + 1}",
+                    f"{name} is NaN or infinite for {int(bad.sum())} particle(s), "
+                    f"first at row {first + 1}",
                 )
         if n == 0:
             raise InputFileError(self.source_path, "contains no particles")
         if self.optics_group.min() < 0 or self.optics_group.max() >= len(self.optics):
-            raise InputFileError(self.source_path, "a particle refers to an optics group that is not defined")
+            raise InputFileError(
+                self.source_path, "a particle refers to an optics group that is not defined"
+            )
 
 
 class ImageSource:
@@ -184,12 +252,12 @@ class ImageSource:
     def _resolve(self, name: str) -> Path:
         if name in self._resolved:
             return self._resolved[name]
+        found = resolve_image_path(name, self._root)
+        if found is not None:
+            self._resolved[name] = found
+            return found
         p = Path(name)
         candidates = [p] if p.is_absolute() else [self._root / p, p, self._root / p.name]
-        for c in candidates:
-            if c.exists():
-                self._resolved[name] = c
-                return c
         raise InputFileError(
             self.table.source_path or name,
             f"image stack {name!r} not found (looked in {', '.join(str(c) for c in candidates)})",

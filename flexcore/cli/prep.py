@@ -1,0 +1,38 @@
+"""Prepare particles and the consensus map at the training box.
+
+Example::
+
+    flexcore prep particles.star consensus.mrc results/prep --train-box 128
+
+Reads RELION (3.0, 3.1/4, 5) STAR or cryoSPARC .cs particles with consensus poses, checks
+them against the map, crops/downsamples both, fixes inverted contrast and writes
+particles.star/.mrcs, consensus.mrc and prep.json.
+"""
+
+from __future__ import annotations
+
+
+def add_args(parser) -> None:
+    parser.add_argument("particles", help="RELION .star or cryoSPARC .cs with poses")
+    parser.add_argument("consensus_map", help="consensus map (.mrc), same box as particles")
+    parser.add_argument("out_dir", help="output folder")
+    parser.add_argument("--train-box", type=int, default=128, help="training box (px)")
+    parser.add_argument("--crop-box", type=int, default=None,
+                        help="real-space crop before downsampling (px; default: no crop)")
+    parser.add_argument("--n-particles", type=int, default=None,
+                        help="keep only the first N particles")
+    parser.add_argument("--pixel-size", type=float, default=None,
+                        help="pixel size (Å) for RELION 3.0 files that lack one")
+    parser.add_argument("--resplit", action="store_true",
+                        help="new random half-set split instead of the input's")
+    parser.add_argument("--no-auto-sign", action="store_true",
+                        help="fail instead of flipping inverted particles")
+    parser.add_argument("--seed", type=int, default=0)
+
+
+def main(args) -> None:
+    from ..prep import run_prep
+
+    run_prep(args.particles, args.consensus_map, args.out_dir, train_box=args.train_box,
+             crop_box=args.crop_box, n_particles=args.n_particles, pixel_size_A=args.pixel_size,
+             resplit=args.resplit, auto_sign=not args.no_auto_sign, seed=args.seed)

@@ -1,0 +1,1 @@
+"""Reconstruction: rigid Wiener backprojection (consensus maps) and flexible L-BFGS."""

@@ -1,0 +1,150 @@
+"""``flexcore train``: the training step function (CLI and Snakemake call this)."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import ConfigError, InputFileError
+from ..io import read_map
+from ..utils.atomic import write_text_atomic
+from ..utils.logging import get_logger
+from ..utils.provenance import write_provenance
+from .checkpoint import latest_checkpoint, load_checkpoint
+from .config import TrainConfig
+from .data import TrainingData
+from .export import export_latents
+from .plots import plot_examples, plot_latents, plot_losses
+from .trainer import Trainer
+
+log = get_logger("flexcore.train")
+
+
+def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
+    """Load a mesh and check it was built for the training box."""
+    from ..mesh import TetMesh
+
+    mesh = TetMesh.load(mesh_path)
+    if mesh.box != box:
+        raise InputFileError(mesh_path, f"mesh was built for a {mesh.box} px box but the prepared "
+                                        f"particles are {box} px; rebuild it from prep's consensus map")
+    if mesh.pixel_size_A and abs(mesh.pixel_size_A - pixel_size_A) > 0.01 * pixel_size_A:
+        raise InputFileError(mesh_path, f"mesh pixel size {mesh.pixel_size_A:.4f} Å differs from "
+                                        f"the prepared particles' {pixel_size_A:.4f} Å")
+    return mesh
+
+
+def read_init_latents(path, n: int, k: int) -> np.ndarray:
+    """Latents to start from: ``.npy (N, K)`` or a STAR/.cs with latent columns."""
+    path = Path(path)
+    if path.suffix == ".npy":
+        z = np.load(path)
+    else:
+        from ..io import read_particles
+
+        t = read_particles(path)
+        raw = t.raw
+        cols = [c for c in getattr(raw, "columns", []) if c.startswith("flexLatent")]
+        if not cols and raw is not None and hasattr(raw, "dtype"):
+            cols = [f for f in raw.dtype.names if f.startswith("components_mode_") and f.endswith("/value")]
+        if not cols:
+            raise InputFileError(path, "no latent columns (_flexLatentN or components_mode_N/value)")
+        z = np.stack([np.asarray(raw[c], dtype=np.float64) for c in cols], axis=1)
+    if z.ndim != 2 or z.shape[0] != n or z.shape[1] < k:
+        raise InputFileError(path, f"latents have shape {z.shape}; need ({n}, ≥{k})")
+    return z[:, :k]
+
+
+def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
+              resume: bool = False, init_latents=None) -> dict:
+    """Train latents, flow and canonical map; write checkpoints, latents and plots.
+
+    Outputs in ``out_dir``: ``checkpoints/checkpoint_epochNNN.pt`` and
+    ``checkpoint_last.pt``, ``latents.npy/.star/.cs``, ``history.json``, ``loss.png``,
+    ``latents_epochNNN.png``, ``latents.png``, ``examples.png``, ``train.json``.
+    """
+    cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
+    cfg.validate()
+    t0 = time.time()
+    out = Path(out_dir)
+    prep_dir = Path(prep_dir)
+    from ..prep import load_prep_info
+
+    info = load_prep_info(prep_dir)
+    mesh = load_mesh_for_training(mesh_path, info["train_box"], info["train_pixel_size_A"])
+    out.mkdir(parents=True, exist_ok=True)
+    data = TrainingData.load(prep_dir, float16=cfg.images_float16)
+    if len(data) < 2 * cfg.batch_size and cfg.batch_size > 8:
+        log.warning("only %d particles for batch size %d", len(data), cfg.batch_size)
+    consensus, _ = read_map(prep_dir / "consensus.mrc")
+    init_volume = consensus * float(info["image_scale"])
+    z0 = read_init_latents(init_latents, len(data), cfg.latent_dim) if init_latents else None
+    trainer = Trainer(data, mesh, cfg, out, mesh_path=mesh_path, init_volume=init_volume,
+                      init_latents=z0)
+    if resume:
+        ck = latest_checkpoint(out / "checkpoints")
+        if ck is None:
+            log.info("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
+        else:
+            state = load_checkpoint(ck)
+            for key in ("latent_dim", "n_layers", "hidden_units"):
+                if state["config"][key] != getattr(cfg, key):
+                    raise ConfigError(f"cannot resume {ck}: it has train.{key} = "
+                                      f"{state['config'][key]}, this run asks for {getattr(cfg, key)}")
+            trainer.load_state_dict(state)
+            log.info("resumed from %s (epoch %d done)", ck, trainer.epoch)
+    log.info("training %d particles (%d held out), K=%d, mesh %d vertices / %d cells, device %s",
+             len(trainer.train_idx), len(trainer.val_idx), cfg.latent_dim, mesh.n_vertices,
+             mesh.n_cells, trainer.device)
+    truth = _ground_truth_colour(prep_dir, data)
+    while trainer.epoch < cfg.total_epochs:
+        rec = trainer.run_epoch()
+        trainer.save()
+        plot_losses(trainer.history, out / "loss.png")
+        plot_latents(trainer.latents.numpy(), out / f"latents_epoch{trainer.epoch:03d}.png",
+                     f"latents after epoch {trainer.epoch}", cfg.latent_limit, color=truth)
+        write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
+        log.info("epoch %d done in %.0f s (%.0f particles/s)", rec["epoch"], rec["seconds"],
+                 rec["particles_per_s"])
+    z = trainer.latents.numpy()
+    plot_latents(z, out / "latents.png", "final latents", cfg.latent_limit, color=truth)
+    _plot_examples(trainer, out / "examples.png")
+    source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
+    export_latents(z, info["source_particles"], source_rows, out)
+    summary = {
+        "n_particles": len(data), "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
+        "final": trainer.history[-1] if trainer.history else {},
+        "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"),
+    }
+    write_provenance(out / "train.json", "train", cfg.to_dict(), extra={
+        "prep_dir": str(prep_dir.resolve()), "mesh": str(Path(mesh_path).resolve()), **summary})
+    return summary
+
+
+def _ground_truth_colour(prep_dir, data) -> np.ndarray | None:
+    """Ground-truth coordinate per particle when the data are simulated (for plots)."""
+    raw = data.table.raw
+    if raw is not None and hasattr(raw, "columns") and "flexTrueCoord1" in raw.columns:
+        return np.asarray(raw["flexTrueCoord1"], dtype=np.float64)
+    return None
+
+
+def _plot_examples(trainer: Trainer, path, n: int = 4) -> None:
+    idx = trainer.val_idx[:n] if len(trainer.val_idx) >= n else trainer.train_idx[:n]
+    plan = trainer.epoch_plan(max(0, trainer.epoch - 1))
+    r = trainer.renderer(trainer.data.box)
+    band = r.model.band(plan["k_max"]) > 0
+    with torch.no_grad():
+        images, rot, shifts, ctf = trainer.data.batch(idx, trainer.device, r.box)
+        canon = r.canonical(trainer.volume, plan["k_max"])
+        z = trainer.latents[idx].to(trainer.device)
+        flex = r.spectra(canon, trainer.flow(z), rot, ctf, shifts)
+        rigid = r.spectra(canon, None, rot, ctf, shifts)
+        obs = r.observed(images)
+        to_img = lambda f: torch.fft.irfft2(f * band, s=(r.box, r.box)).cpu().numpy()  # noqa: E731
+        plot_examples(to_img(obs), to_img(flex), to_img(rigid), path,
+                      f"held-out particles at {plan['resolution_A']:.1f} Å")

@@ -1,0 +1,257 @@
+"""The training loop: latent inference, joint θ/V updates, validation, checkpoints."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..model.flow import FlowGenerator
+from ..model.priors import inject_noise, rigidity_penalty
+from ..utils.logging import get_logger
+from .checkpoint import file_sha256, rng_state, save_checkpoint, set_rng_state
+from .config import TrainConfig
+from .data import TrainingData
+from .latents import LatentInference, latent_grid
+from .renderer import Renderer
+from .schedule import k_max_for_epoch, lr_for_epoch, working_box
+
+log = get_logger("flexcore.train")
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        from ..errors import ConfigError
+
+        raise ConfigError(f"train.device = {name!r} but no CUDA device is available")
+    return dev
+
+
+def standardise_latents(z: np.ndarray, limit: float) -> np.ndarray:
+    """Given latents (e.g. from 3DVA): centre, scale each dimension to SD 0.5, clip."""
+    z = np.asarray(z, dtype=np.float64)
+    z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12) * 0.5
+    return np.clip(z, -0.93 * limit, 0.93 * limit).astype(np.float32)
+
+
+class Trainer:
+    """Holds the model state of one run and advances it epoch by epoch."""
+
+    def __init__(self, data: TrainingData, mesh, cfg: TrainConfig, out_dir, mesh_path=None,
+                 init_volume: np.ndarray | None = None, init_latents: np.ndarray | None = None):
+        self.data, self.mesh, self.cfg = data, mesh, cfg
+        self.out = Path(out_dir)
+        self.device = pick_device(cfg.device)
+        self.mesh_path = str(mesh_path) if mesh_path else None
+        self.mesh_sha = file_sha256(mesh_path) if mesh_path else None
+        torch.manual_seed(cfg.seed)
+        np.random.seed(cfg.seed % 2**32)
+        n, k = len(data), cfg.latent_dim
+        dev = self.device
+        self.flow = FlowGenerator(k, mesh.n_vertices, cfg.hidden_units, cfg.n_layers).to(dev)
+        vol = init_volume if init_volume is not None else np.zeros((data.box,) * 3, np.float32)
+        self.volume = torch.nn.Parameter(torch.as_tensor(vol, dtype=torch.float32, device=dev))
+        rng = np.random.default_rng(cfg.seed)
+        if init_latents is not None:
+            z = standardise_latents(init_latents, cfg.latent_limit)
+        else:
+            z = np.clip(rng.normal(0.0, 0.3, size=(n, k)), -1.0, 1.0).astype(np.float32)
+        self.latents = torch.as_tensor(z)
+        n_val = 0 if cfg.validation_fraction == 0 else max(8, int(round(cfg.validation_fraction * n)))
+        n_val = min(n_val, max(0, n - cfg.batch_size))
+        perm = rng.permutation(n)
+        self.val_idx = np.sort(perm[:n_val])
+        self.train_idx = np.sort(perm[n_val:])
+        self.opt_flow = torch.optim.Adam(self.flow.parameters(), lr=cfg.lr_flow_start)
+        self.opt_density = torch.optim.Adam([self.volume], lr=cfg.lr_density_start)
+        self.points = torch.as_tensor(mesh.points, dtype=torch.float32, device=dev)
+        self.cells = torch.as_tensor(mesh.cells, device=dev)
+        self.edges_inv = torch.as_tensor(mesh.rest_edges_inverse(), dtype=torch.float32, device=dev)
+        self.rigidity_w = torch.as_tensor(mesh.rigidity, dtype=torch.float32, device=dev)
+        self.noise_power = None
+        if cfg.whiten:
+            self.noise_power = np.asarray(data.info["noise_power"], dtype=np.float32)
+        self.noise_var = float(data.info["noise_variance"])
+        self._renderers: dict[int, Renderer] = {}
+        self.epoch = 0
+        self.history: list[dict] = []
+
+    # ----------------------------------------------------------------- helpers
+    def renderer(self, box: int) -> Renderer:
+        if box not in self._renderers:
+            self._renderers[box] = Renderer(self.mesh, box, self.data.pixel_size_A, self.device,
+                                            noise_power=self.noise_power,
+                                            convection=self.cfg.convection)
+        return self._renderers[box]
+
+    def _rigidity(self, disp: torch.Tensor) -> torch.Tensor:
+        sub = disp[: self.cfg.rigidity_subsample]
+        return rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w, sub).mean()
+
+    def epoch_plan(self, epoch: int) -> dict:
+        cfg = self.cfg
+        k_max = k_max_for_epoch(cfg, epoch, self.data.pixel_size_A)
+        box = working_box(self.data.box, k_max, cfg.multires)
+        return {"k_max": k_max, "box": box,
+                "lr_flow": lr_for_epoch(cfg.lr_flow_start, cfg.lr_flow_end, epoch, cfg.epochs),
+                "lr_density": lr_for_epoch(cfg.lr_density_start, cfg.lr_density_end, epoch,
+                                           cfg.epochs),
+                "resolution_A": self.data.pixel_size_A / k_max}
+
+    def _infer(self, inference, idx, z0, canonical, obs, rot, ctf, shifts, band, noise_var,
+               use_grid, generator):
+        cfg = self.cfg
+        extra = None
+        if use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
+            extra = latent_grid(cfg.latent_dim, cfg.grid_points, 0.8 * cfg.latent_limit)
+        z, _ = inference.search(z0, extra, cfg.n_candidates, cfg.candidate_sigma, canonical, obs,
+                                rot, ctf, shifts, band, noise_var, generator=generator)
+        return inference.refine(z, cfg.latent_steps, cfg.latent_lr, canonical, obs, rot, ctf,
+                                shifts, band, noise_var)
+
+    # ----------------------------------------------------------------- one epoch
+    def run_epoch(self) -> dict:
+        cfg, dev, epoch = self.cfg, self.device, self.epoch
+        plan = self.epoch_plan(epoch)
+        r = self.renderer(plan["box"])
+        band = r.model.band(plan["k_max"] / r.scale)
+        noise_var = r.noise_var(self.noise_var)
+        for g in self.opt_flow.param_groups:
+            g["lr"] = plan["lr_flow"]
+        for g in self.opt_density.param_groups:
+            g["lr"] = plan["lr_density"]
+        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
+        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).numpy()]
+        inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
+                                    cfg.latent_limit, amp=cfg.amp)
+        t0 = time.time()
+        sums = {"nll": 0.0, "rigidity": 0.0, "n": 0}
+        n_batches = math.ceil(len(order) / cfg.batch_size)
+        log.info("epoch %d/%d: resolution %.1f Å (k_max %.3f/px), working box %d (%d voxels), "
+                 "lr flow %.2g density %.2g", epoch + 1, cfg.total_epochs, plan["resolution_A"],
+                 plan["k_max"], plan["box"], r.n_voxels, plan["lr_flow"], plan["lr_density"])
+        for b in range(n_batches):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
+            obs = r.observed(images)
+            if not cfg.freeze_latents:
+                self.flow.requires_grad_(False)
+                with torch.no_grad():
+                    canon = r.canonical(self.volume, plan["k_max"])
+                z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
+                                shifts, band, noise_var, use_grid=epoch < 2, generator=gen)
+                self.latents[idx] = z.cpu()
+                self.flow.requires_grad_(True)
+            z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,
+                                   generator=None)
+            canon = r.canonical(self.volume, plan["k_max"])
+            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                                enabled=cfg.amp and dev.type == "cuda"):
+                disp = self.flow(z_noisy)
+            disp = disp.float()
+            spec = r.spectra(canon, disp, rot, ctf, shifts)
+            nll = r.model.nll(spec, obs, band, noise_var).mean()
+            rig = self._rigidity(disp) if cfg.rigidity_lambda > 0 else torch.zeros((), device=dev)
+            loss = nll + cfg.rigidity_lambda * rig
+            self.opt_flow.zero_grad(set_to_none=True)
+            self.opt_density.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_flow.step()
+            self.opt_density.step()
+            sums["nll"] += float(nll) * len(idx)
+            sums["rigidity"] += float(rig) * len(idx)
+            sums["n"] += len(idx)
+            if (b + 1) % cfg.log_every == 0 or b + 1 == n_batches:
+                el = time.time() - t0
+                rate = sums["n"] / max(el, 1e-9)
+                eta = (len(order) - sums["n"]) / max(rate, 1e-9)
+                log.info("  epoch %d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
+                         "epoch ETA %.0f s", epoch + 1, b + 1, n_batches, sums["nll"] / sums["n"],
+                         sums["rigidity"] / sums["n"], rate, eta)
+        record = {"epoch": epoch + 1, **plan, "train_nll": sums["nll"] / max(sums["n"], 1),
+                  "train_rigidity": sums["rigidity"] / max(sums["n"], 1),
+                  "seconds": time.time() - t0, "particles_per_s": sums["n"] / (time.time() - t0)}
+        record.update(self.validate(r, plan, band, noise_var, gen))
+        if dev.type == "cuda":
+            record["peak_gpu_memory_GiB"] = torch.cuda.max_memory_allocated(dev) / 2**30
+        self.history.append(record)
+        self.epoch += 1
+        return record
+
+    def validate(self, r, plan, band, noise_var, gen) -> dict:
+        """Infer latents of held-out particles; mean NLL with the learned flow and rigid."""
+        if len(self.val_idx) == 0:
+            return {}
+        cfg, dev = self.cfg, self.device
+        inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
+                                    cfg.latent_limit, amp=cfg.amp)
+        full = rigid = 0.0
+        self.flow.requires_grad_(False)
+        with torch.no_grad():
+            canon = r.canonical(self.volume, plan["k_max"])
+        for s in range(0, len(self.val_idx), cfg.batch_size):
+            idx = self.val_idx[s:s + cfg.batch_size]
+            images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
+            obs = r.observed(images)
+            if not cfg.freeze_latents:
+                z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
+                                shifts, band, noise_var, use_grid=True, generator=gen)
+                self.latents[idx] = z.cpu()
+            with torch.no_grad():
+                z = self.latents[idx].to(dev)
+                spec_f = r.spectra(canon, self.flow(z), rot, ctf, shifts)
+                spec_r = r.spectra(canon, None, rot, ctf, shifts)
+                full += float(r.model.nll(spec_f, obs, band, noise_var).sum())
+                rigid += float(r.model.nll(spec_r, obs, band, noise_var).sum())
+        self.flow.requires_grad_(True)
+        n = len(self.val_idx)
+        log.info("  validation (%d particles): nll with flow %.3f, rigid %.3f (gain %.3f per "
+                 "particle)", n, full / n, rigid / n, (rigid - full) / n)
+        return {"val_nll_flow": full / n, "val_nll_rigid": rigid / n}
+
+    # ----------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "epoch": self.epoch,
+            "config": self.cfg.to_dict(),
+            "flow": self.flow.state_dict(),
+            "flow_shape": {"latent_dim": self.cfg.latent_dim, "n_vertices": self.mesh.n_vertices,
+                           "hidden": self.cfg.hidden_units, "n_layers": self.cfg.n_layers},
+            "volume": self.volume.detach().cpu(),
+            "latents": self.latents.clone(),
+            "opt_flow": self.opt_flow.state_dict(),
+            "opt_density": self.opt_density.state_dict(),
+            "rng": rng_state(),
+            "train_idx": self.train_idx, "val_idx": self.val_idx,
+            "history": self.history,
+            "mesh_path": self.mesh_path, "mesh_sha256": self.mesh_sha,
+            "box": self.data.box, "pixel_size_A": self.data.pixel_size_A,
+            "prep": self.data.info,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.epoch = int(state["epoch"])
+        self.flow.load_state_dict(state["flow"])
+        with torch.no_grad():
+            self.volume.copy_(state["volume"].to(self.device))
+        self.latents = state["latents"].clone()
+        self.opt_flow.load_state_dict(state["opt_flow"])
+        self.opt_density.load_state_dict(state["opt_density"])
+        self.train_idx, self.val_idx = state["train_idx"], state["val_idx"]
+        self.history = list(state["history"])
+        set_rng_state(state["rng"])
+
+    def save(self) -> Path:
+        """Write ``checkpoint_epochNNN.pt`` and ``checkpoint_last.pt`` (both atomic)."""
+        state = self.state_dict()
+        ck = self.out / "checkpoints"
+        path = ck / f"checkpoint_epoch{self.epoch:03d}.pt"
+        save_checkpoint(path, state)
+        save_checkpoint(ck / "checkpoint_last.pt", state)
+        return path
