@@ -196,7 +196,8 @@ class TetMesh:
         if missing:
             raise InputFileError(path, f"not a flexcore mesh: missing key(s) {', '.join(missing)}")
         if str(data["format"]) != FORMAT_NAME:
-            raise InputFileError(path, f"format is {str(data['format'])!r}, expected {FORMAT_NAME!r}")
+            raise InputFileError(path, f"format is {str(data['format'])!r}, "
+                                       f"expected {FORMAT_NAME!r}")
         if int(data["format_version"]) != FORMAT_VERSION:
             raise InputFileError(path, f"mesh format version {int(data['format_version'])} is not "
                                        f"supported (this flexcore reads version {FORMAT_VERSION})")

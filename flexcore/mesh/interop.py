@@ -29,7 +29,13 @@ import numpy as np
 from ..errors import ConfigError, InputFileError
 from ..utils.atomic import atomic_path
 from .core import TetMesh
-from .locate import INSIDE_TOL, barycentric_coordinates, locate_voxels, orient_cells, voxel_positions
+from .locate import (
+    INSIDE_TOL,
+    barycentric_coordinates,
+    locate_voxels,
+    orient_cells,
+    voxel_positions,
+)
 from .segments import parse_connections
 
 PICKLE_VERSION = 1

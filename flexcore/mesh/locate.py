@@ -41,7 +41,8 @@ def orient_cells(points: np.ndarray, cells: np.ndarray) -> np.ndarray:
     scale = np.abs(vol).max() if vol.size else 1.0
     flat = np.abs(vol) <= 1e-12 * max(scale, 1e-300)
     if flat.any():
-        raise ValueError(f"{int(flat.sum())} cells have zero volume (first: cell {int(np.argmax(flat))})")
+        raise ValueError(f"{int(flat.sum())} cells have zero volume "
+                         f"(first: cell {int(np.argmax(flat))})")
     neg = vol < 0
     cells[neg, 2], cells[neg, 3] = cells[neg, 3].copy(), cells[neg, 2].copy()
     return cells

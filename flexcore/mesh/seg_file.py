@@ -122,7 +122,8 @@ def read_label_map(path, box: int, pixel_size_A: float | None = None) -> np.ndar
     """
     data, voxel = read_map(path)
     if data.shape[0] != box:
-        raise InputFileError(path, f"label map box {data.shape[0]} does not match the map box {box}")
+        raise InputFileError(path, f"label map box {data.shape[0]} does not match the map "
+                                   f"box {box}")
     if pixel_size_A and voxel and abs(voxel - pixel_size_A) > 1e-3 * pixel_size_A:
         raise InputFileError(path, f"label map voxel size {voxel:.4f} Å does not match the map's "
                                    f"{pixel_size_A:.4f} Å")

@@ -58,7 +58,8 @@ def parse_segment_ids(ids, name: str = "rigid_segments") -> list[int]:
         try:
             return [int(s) for s in ids.split(",") if s.strip()]
         except ValueError:
-            raise ConfigError(f"{name}: expected comma-separated segment ids, got {ids!r}") from None
+            raise ConfigError(f"{name}: expected comma-separated segment ids, "
+                              f"got {ids!r}") from None
     return [int(s) for s in ids]
 
 

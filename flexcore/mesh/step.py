@@ -34,16 +34,18 @@ OUTPUTS = ("mesh.npz", "mask.mrc", "mask_soft.mrc", "mesh_slices.png", "mesh.pdb
 
 def _check_options(p: dict) -> None:
     if p["mesh_type"] not in MESH_TYPES:
-        raise ConfigError(f"mesh_type must be one of {', '.join(MESH_TYPES)}, got {p['mesh_type']!r}")
+        raise ConfigError(f"mesh_type must be one of {', '.join(MESH_TYPES)}, "
+                          f"got {p['mesh_type']!r}")
     if p["cryosparc_mesh"] is not None:
         clash = [k for k in ("mask", "segmentation", "custom_mesh") if p[k] is not None]
         if clash or p["mesh_type"] != "regular":
-            raise ConfigError(f"cryosparc_mesh brings its own mask and cells; it cannot be combined "
-                              f"with {', '.join(clash) or 'mesh_type=' + p['mesh_type']}")
+            raise ConfigError(f"cryosparc_mesh brings its own mask and cells; it cannot be "
+                              f"combined with {', '.join(clash) or 'mesh_type=' + p['mesh_type']}")
     elif p["segmentation"] is None and (p["connections"] or p["rigid_segments"]):
         raise ConfigError("connections and rigid_segments need a segmentation (a Segger .seg or "
                           "a label .mrc)")
-    if p["segmentation"] is not None and (p["custom_mesh"] is not None or p["mesh_type"] != "regular"):
+    if p["segmentation"] is not None and (p["custom_mesh"] is not None
+                                          or p["mesh_type"] != "regular"):
         raise ConfigError("a segmentation builds its own lattice submeshes; it cannot be combined "
                           "with custom_mesh or mesh_type='delaunay'")
     if p["custom_mesh"] is not None and p["mesh_type"] != "regular":
@@ -202,5 +204,6 @@ def _write_outputs(mesh: TetMesh, out: Path, consensus_map, level) -> dict:
                           level=level, weight_range=(lo, hi))
     return {"n_cells": mesh.n_cells, "n_vertices": mesh.n_vertices,
             "mask_voxels": int((mesh.tet_map >= 0).sum()),
-            "segments": None if mesh.segments is None else sorted(int(s) for s in np.unique(mesh.segments)),
+            "segments": (None if mesh.segments is None
+                         else sorted(int(s) for s in np.unique(mesh.segments))),
             "outputs": {name: str(out / name) for name in OUTPUTS}}

@@ -164,8 +164,8 @@ class Trainer:
             loss.backward()
             self.opt_flow.step()
             self.opt_density.step()
-            sums["nll"] += float(nll) * len(idx)
-            sums["rigidity"] += float(rig) * len(idx)
+            sums["nll"] += float(nll.detach()) * len(idx)
+            sums["rigidity"] += float(rig.detach()) * len(idx)
             sums["n"] += len(idx)
             if (b + 1) % cfg.log_every == 0 or b + 1 == n_batches:
                 el = time.time() - t0
