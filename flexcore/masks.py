@@ -78,14 +78,26 @@ def threshold_from_sigma(volume: np.ndarray, n_sigma: float) -> float:
 def resize_mask(mask: np.ndarray, new_box: int, order: int = 1) -> np.ndarray:
     """Resample a ``[z, y, x]`` volume onto a box of ``new_box`` voxels, keeping the centre
     voxel ``N // 2`` fixed (voxel ``i`` of the new box samples old position
-    ``(i - new_box//2) · N / new_box + N // 2``).
+    ``(i - new_box//2) · N / new_box + N // 2``, clamped to the box).
 
-    ``order=0`` is nearest-neighbour (keeps the dtype: hard masks, integer labels);
-    ``order=1`` is trilinear (soft masks). Edges repeat the border value.
+    ``order=0`` is nearest-neighbour (half-way rounds up; keeps the dtype: hard masks,
+    integer labels); ``order=1`` is trilinear (soft masks; float32). Done axis by axis.
     """
-    mask = np.asarray(mask)
-    n = mask.shape[0]
-    s = n / new_box
-    offset = n // 2 - (new_box // 2) * s
-    return ndimage.affine_transform(mask, np.full(3, s), offset=offset,
-                                    output_shape=(new_box,) * 3, order=order, mode="nearest")
+    out = np.asarray(mask)
+    n = out.shape[0]
+    pos = np.clip((np.arange(new_box) - new_box // 2) * (n / new_box) + n // 2, 0, n - 1)
+    if order == 0:
+        idx = np.floor(pos + 0.5).astype(np.int64)
+        return out.take(idx, axis=2).take(idx, axis=1).take(idx, axis=0)
+    if order != 1:
+        raise ValueError(f"order must be 0 or 1, got {order}")
+    lo = np.floor(pos).astype(np.int64)
+    hi = np.minimum(lo + 1, n - 1)
+    frac = (pos - lo).astype(np.float32)
+    out = out.astype(np.float32, copy=False)
+    for axis in (2, 1, 0):  # grow the innermost axis while the array is smallest
+        shape = [1, 1, 1]
+        shape[axis] = new_box
+        f = frac.reshape(shape)
+        out = out.take(lo, axis=axis) * (1 - f) + out.take(hi, axis=axis) * f
+    return out

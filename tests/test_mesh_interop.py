@@ -177,7 +177,7 @@ def test_run_mesh_with_custom_arrays_and_cryosparc_pickle(tmp_path, mesh):
     vol = blob_map(N, [(-5, 2, 0), (6, -3, 2)], [3.0, 2.5])
     write_map(tmp_path / "map.mrc", vol, PSIZE)
     np.savez(tmp_path / "arrays.npz", points=mesh.points, cells=mesh.cells)
-    s = run_mesh(tmp_path / "map.mrc", tmp_path / "a", n_cells=4, threshold=0.3,
+    s = run_mesh(tmp_path / "map.mrc", tmp_path / "a", n_cells=4, threshold=0.3, pad_A=0.0,
                  custom_mesh=tmp_path / "arrays.npz")
     assert s["mesh_type"] == "custom" and s["n_cells"] == mesh.n_cells
     export_cryosparc_pickle(mesh, tmp_path / "m.pkl")

@@ -26,7 +26,8 @@ def test_absolute_threshold_builds_dilated_soft_mask(volume):
     assert m.hard[core].all()  # dilation keeps everything above threshold
     assert m.hard.sum() > core.sum()  # and grows it (2 Å = 1 voxel)
     assert m.hard[N // 2, N // 2, N // 2 - 7] == 1 and m.hard[0, 0, 0] == 0
-    assert (m.soft >= m.hard).all() and m.soft.max() == 1.0 and m.soft.min() == 0.0
+    # the soft mask lies within the hard one: the soft pad is part of the mesh
+    assert (m.hard >= (m.soft > 0)).all() and m.soft.max() == 1.0 and m.soft.min() == 0.0
     assert ((m.soft > 0) & (m.soft < 1)).any()  # a soft edge exists
     assert "level 0.5" in m.source
 
@@ -57,9 +58,12 @@ def test_given_mask_is_checked_against_the_map(tmp_path, volume):
     good = tmp_path / "mask.mrc"
     hard = (lowpassed(volume, PSIZE, 10.0) > 0.5).astype(np.float32)
     write_map(good, hard, PSIZE)
-    m = mask_from_file(good, N, PSIZE, dilate_A=0.0, pad_A=4.0)
+    m = mask_from_file(good, N, PSIZE, dilate_A=0.0, pad_A=0.0)
     np.testing.assert_array_equal(m.hard, hard)
     assert m.level is None and str(good) in m.source
+    padded = mask_from_file(good, N, PSIZE, dilate_A=0.0, pad_A=4.0)
+    assert (padded.hard >= hard).all() and padded.hard.sum() > hard.sum()
+    np.testing.assert_array_equal(padded.hard, (padded.soft > 0).astype(np.float32))
 
     wrong_box = tmp_path / "mask_box.mrc"
     write_map(wrong_box, np.ones((32, 32, 32), np.float32), PSIZE)

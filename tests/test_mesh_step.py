@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from flexcore.cli.main import main as cli_main
+from flexcore.errors import ConfigError
 from flexcore.io.mrc import write_map
 from flexcore.mesh import TetMesh, blob_map, run_mesh
 from flexcore.mesh.chimerax import hybrid36
@@ -40,7 +41,7 @@ def test_outputs_and_summary(built):
     assert s["mask"]["threshold_level"] == pytest.approx(level, rel=1e-6)
     assert s["mask"]["threshold_mode"] == "quantile"
     assert s["lattice"]["tets_per_cube"] == 5 and s["n_cells"] == 5 * s["lattice"]["n_cubes"]
-    assert s["flexcore_version"] and s["created"]
+    assert on_disk["step"] == "mesh" and on_disk["flexcore"] and on_disk["time"]
     mesh = TetMesh.load(out / "mesh.npz")
     assert (mesh.n_cells, mesh.n_vertices) == (s["n_cells"], s["n_vertices"])
     assert s["mask_voxels"] == int((mesh.mask > 0.5).sum())
@@ -96,3 +97,14 @@ def test_cli(built, capsys):
     rc = cli_main(["mesh", str(tmp / "map.mrc"), "-o", str(tmp / "bad"), "--connections", "1>2"])
     assert rc == 1
     assert "need a segmentation" in capsys.readouterr().err
+
+
+def test_conflicting_options_are_refused(built):
+    tmp, _, _ = built
+    with pytest.raises(ConfigError, match="cannot be combined with mask"):
+        run_mesh(tmp / "map.mrc", tmp / "x", cryosparc_mesh=tmp / "m.pkl", mask=tmp / "map.mrc")
+    with pytest.raises(ConfigError, match="mesh_type"):
+        run_mesh(tmp / "map.mrc", tmp / "x", mesh_type="voronoi")
+    with pytest.raises(ConfigError, match="segmentation builds its own"):
+        run_mesh(tmp / "map.mrc", tmp / "x", segmentation=tmp / "s.seg", mesh_type="delaunay")
+    assert not (tmp / "x").exists()

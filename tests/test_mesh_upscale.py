@@ -63,3 +63,15 @@ def test_coinciding_voxels_keep_their_tet_and_weights(mesh):
     rows = np.array([hi_lookup[v] for v in hi_lin.tolist()])
     np.testing.assert_allclose(hi_d["barycentric"][rows], lo["barycentric"], atol=1e-6)
     np.testing.assert_allclose(hi_d["coords"][rows], 2 * lo["coords"])
+
+
+def test_resize_mask_keeps_the_centre_voxel_and_interpolates_linearly():
+    labels = np.arange(8 ** 3, dtype=np.int32).reshape(8, 8, 8)
+    up = resize_mask(labels, 16, order=0)
+    assert up.dtype == np.int32
+    assert up[8, 8, 8] == labels[4, 4, 4]  # centre stays the centre
+    np.testing.assert_array_equal(up[::2, ::2, ::2], labels)  # coinciding voxels
+    ramp = np.broadcast_to(np.arange(8, dtype=np.float32), (8, 8, 8))
+    lin = resize_mask(ramp, 16, order=1)
+    np.testing.assert_allclose(lin[3, 5, :15], 4 + (np.arange(15) - 8) / 2)
+    assert lin[0, 0, 15] == 7.0  # clamped at the edge

@@ -67,7 +67,8 @@ def blob_problem(size=32, n_cells=8, radius=9.0, sigma=4.0, seed=0):
     coords, vidx, bary, verts = lattice_geometry(size, n_cells, ball_mask(size, radius))
     rng = np.random.default_rng(seed)
     centre = rng.normal(0.0, 1.5, 3)
-    density = np.exp(-((coords - centre) ** 2).sum(1) / (2 * sigma ** 2)) * (1 + 0.3 * coords[:, 0] / radius)
+    density = np.exp(-((coords - centre) ** 2).sum(1) / (2 * sigma ** 2))
+    density *= 1 + 0.3 * coords[:, 0] / radius  # asymmetric
     return (*as_torch(density, coords, vidx, bary, verts),)
 
 
@@ -136,12 +137,14 @@ def test_uniform_translation_subpixel_matches_fourier_shift():
     disp = t[:, None, :].expand(-1, verts.shape[0], -1).contiguous()
     rigid = splat_project_reference(density, coords, vidx, bary, None, rot, 48)
     moved = splat_project_reference(density, coords, vidx, bary, disp, rot, 48)
-    expected = fourier_shift(rigid, 0.37, -0.61)
-    inner = (slice(None), slice(6, -6), slice(6, -6))  # away from the edges
-    err = (moved[inner] - expected[inner]).norm() / expected[inner].norm()
-    assert err < 0.02, f"relative error {err:.3g}"
+    # Bilinear splatting blurs by a position-dependent amount near Nyquist: compare the band
+    # below 0.25 cycles/pixel, away from the edges.
+    expected = lowpass(fourier_shift(rigid, 0.37, -0.61), 0.25)
+    inner = (slice(None), slice(6, -6), slice(6, -6))
+    err = (lowpass(moved, 0.25)[inner] - expected[inner]).norm() / expected[inner].norm()
+    assert err < 0.01, f"relative error {err:.3g}"
     # and the sub-pixel shift is really there: the unshifted image is much further away
-    assert (rigid[inner] - expected[inner]).norm() / expected[inner].norm() > 5 * err
+    assert (lowpass(rigid, 0.25)[inner] - expected[inner]).norm() / expected[inner].norm() > 0.1
 
 
 def test_rigid_rotation_of_vertices_equals_composed_pose():
@@ -159,7 +162,8 @@ def in_box_share(p: np.ndarray, d: int) -> np.ndarray:
     """Fraction of a point's bilinear weight (along one axis) that lands inside ``[0, d)``."""
     x0 = np.floor(p)
     t = p - x0
-    return np.where((x0 >= 0) & (x0 < d), 1 - t, 0.0) + np.where((x0 + 1 >= 0) & (x0 + 1 < d), t, 0.0)
+    left = np.where((x0 >= 0) & (x0 < d), 1 - t, 0.0)
+    return left + np.where((x0 + 1 >= 0) & (x0 + 1 < d), t, 0.0)
 
 
 def test_mass_is_conserved_inside_and_cut_at_the_edges():

@@ -193,7 +193,7 @@ def _parse_fuses(value):
     return None  # an unknown encoding of the fuse list: keep the mesh, drop the record
 
 
-def import_cryosparc_pickle(path, *, trusted: bool = False) -> tuple[TetMesh, dict]:
+def import_cryosparc_pickle(path, trusted: bool = False) -> tuple[TetMesh, dict]:
     """Read a CryoSPARC 3DFlex mesh pickle into a ``TetMesh``. Only for trusted files.
 
     Unpickling can execute arbitrary code, so the call must say ``trusted=True``.

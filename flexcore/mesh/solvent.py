@@ -37,6 +37,12 @@ class SolventMask:
     source: str
 
 
+def padded_support(soft: np.ndarray) -> np.ndarray:
+    """The hard mask: every voxel the soft mask touches (CryoSPARC's ``mask_soft`` lies
+    "within" ``mask``), so density in the soft pad is part of the model and can move."""
+    return (np.asarray(soft) > 1e-6).astype(np.float32)
+
+
 def lowpassed(volume: np.ndarray, pixel_size_A: float, lowpass_A: float | None) -> np.ndarray:
     """``volume`` low-passed to ``lowpass_A`` Å (unchanged when ``None`` or 0), float32."""
     vol = np.asarray(volume, dtype=np.float32)
@@ -97,7 +103,7 @@ def mask_from_map(volume: np.ndarray, pixel_size_A: float, *, lowpass_A: float =
             f"threshold_mode='quantile'/'sigma'.")
     hard, soft = threshold_mask(smooth, level, pixel_size_A, lowpass_A=None, dilate_A=dilate_A,
                                 soft_edge_A=pad_A)
-    return SolventMask(hard=hard, soft=np.maximum(soft, hard), level=level,
+    return SolventMask(hard=padded_support(soft), soft=np.maximum(soft, hard), level=level,
                        source=f"map low-passed to {lowpass_A:g} Å, threshold {threshold:g} "
                               f"({threshold_mode}) = level {level:.6g}")
 
@@ -117,6 +123,6 @@ def mask_from_file(path, box: int, pixel_size_A: float, *, dilate_A: float = 2.0
         raise InputFileError(path, f"mask is empty (no voxel above 0.5; max {given.max():.3g})")
     hard, soft = threshold_mask(given, 0.5, pixel_size_A, lowpass_A=None, dilate_A=dilate_A,
                                 soft_edge_A=pad_A)
-    return SolventMask(hard=hard, soft=np.maximum(soft, hard), level=None,
+    return SolventMask(hard=padded_support(soft), soft=np.maximum(soft, hard), level=None,
                        source=f"file {path} (binarised at 0.5, dilated {dilate_A:g} Å, "
                               f"padded {pad_A:g} Å)")

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime
-import json
-import sys
 from pathlib import Path
 
 import numpy as np
 
-from .. import __version__
 from ..errors import ConfigError, InputFileError
 from ..io.mrc import read_map, write_map
-from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
+from ..utils.provenance import write_provenance
 from .chimerax import write_chimerax_script, write_mesh_pdb
 from .core import TetMesh
 from .custom import delaunay_mesh, load_custom_arrays
@@ -24,7 +20,7 @@ from .regular import cube_size, regular_tet_mesh
 from .seg_file import read_segmentation
 from .segments import parse_connections, parse_segment_ids, segmented_mesh
 from .solvent import lowpassed, mask_from_file, mask_from_map
-from .weights import rigidity_weights
+from .weights import RIGID_WEIGHT, rigidity_weights
 
 log = get_logger("flexcore.mesh")
 MESH_TYPES = ("regular", "delaunay")
@@ -38,6 +34,9 @@ def _check_options(p: dict) -> None:
                           f"got {p['mesh_type']!r}")
     if p["cryosparc_mesh"] is not None:
         clash = [k for k in ("mask", "segmentation", "custom_mesh") if p[k] is not None]
+        if p["connections"]:
+            raise ConfigError("connections cannot change an imported CryoSPARC mesh (its "
+                              "segments and fuses come from the pickle)")
         if clash or p["mesh_type"] != "regular":
             raise ConfigError(f"cryosparc_mesh brings its own mask and cells; it cannot be "
                               f"combined with {', '.join(clash) or 'mesh_type=' + p['mesh_type']}")
@@ -50,18 +49,6 @@ def _check_options(p: dict) -> None:
                           "with custom_mesh or mesh_type='delaunay'")
     if p["custom_mesh"] is not None and p["mesh_type"] != "regular":
         raise ConfigError("custom_mesh and mesh_type='delaunay' exclude each other")
-
-
-def _jsonable(value):
-    if isinstance(value, dict):
-        return {str(k): _jsonable(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_jsonable(v) for v in value]
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, Path):
-        return str(value)
-    return value
 
 
 def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A: float = 10.0,
@@ -92,7 +79,9 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
 
     Returns
     -------
-    The summary written to ``mesh_summary.json`` (counts, levels used, parameters).
+    The record written to ``mesh_summary.json``: counts (``n_cells``, ``n_vertices``,
+    ``mask_voxels``), ``mask`` (source, ``threshold_level`` used), ``weights``, the mesh
+    details, ``parameters`` and provenance (versions, command, time).
     """
     params = {k: v for k, v in locals().items() if k not in ("consensus_map", "out_dir")}
     _check_options(params)
@@ -102,10 +91,7 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
         raise InputFileError(consensus_map, "voxel size is 0 in the header; set it (e.g. with "
                                             "relion_image_handler --setangpix) and rerun")
     box = volume.shape[0]
-    summary = {"flexcore_version": __version__, "command": " ".join(sys.argv),
-               "created": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-               "consensus_map": str(consensus_map), "box": box, "pixel_size_A": psize,
-               "parameters": params}
+    summary = {"consensus_map": str(consensus_map), "box": box, "pixel_size_A": psize}
     pairs = parse_connections(connections)
     rigid = parse_segment_ids(rigid_segments)
     level = None
@@ -120,12 +106,10 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
         log.info("imported %s: tm_points convention %s; tet map equal on %d voxels, %d face "
                  "ties, %d mismatches", cryosparc_mesh, report["convention"],
                  report["tet_map_equal"], report["tet_map_ties"], report["tet_map_mismatch"])
-        if pairs:
-            raise ConfigError("connections cannot change an imported CryoSPARC mesh")
         if rigid:
             _check_rigid(rigid, mesh.segments)
             w = mesh.rigidity.copy()
-            w[np.isin(mesh.segments, rigid)] = 20.0
+            w[np.isin(mesh.segments, rigid)] = RIGID_WEIGHT
             mesh = dataclasses.replace(mesh, rigidity=w)
     else:
         if mask is not None:
@@ -151,8 +135,7 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
     log.info("mesh: %d cells, %d vertices, %d mask voxels, threshold level %s; wrote %s",
              mesh.n_cells, mesh.n_vertices, summary["mask_voxels"],
              "n/a" if level is None else f"{level:.6g}", out)
-    write_text_atomic(out / "mesh_summary.json", json.dumps(_jsonable(summary), indent=2) + "\n")
-    return _jsonable(summary)
+    return write_provenance(out / "mesh_summary.json", "mesh", params, extra=summary)
 
 
 def _has_rigidity(path) -> bool:

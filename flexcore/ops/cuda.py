@@ -155,12 +155,14 @@ class SlotLayout:
 
 
 def choose_piece_len(run_lengths: torch.Tensor) -> int:
-    """Piece length minimising ``slots * (1 + 2 / piece_len)``: padding waste against the cost
-    of one gradient flush per piece (about two voxel steps)."""
+    """Piece length minimising a cost model in voxel steps: each real voxel 1, each padding
+    slot 0.25 (loaded and rejected), each piece 1.5 (its gradient flush: segmented warp
+    reduction and atomics). The benchmark's sweep checks the choice."""
     if run_lengths.numel() == 0:
         return 1
+    m = float(run_lengths.sum())
     slots = torch.stack([((run_lengths + r - 1) // r).sum() * r for r in PIECE_LENGTHS]).tolist()
-    costs = [s * (1.0 + 2.0 / r) for s, r in zip(slots, PIECE_LENGTHS)]
+    costs = [m + 0.25 * (s - m) + 1.5 * s / r for s, r in zip(slots, PIECE_LENGTHS)]
     return PIECE_LENGTHS[min(range(len(costs)), key=costs.__getitem__)]
 
 
