@@ -306,7 +306,7 @@ def main(argv=None) -> int:
     meta = dict(python=sys.version.split()[0], torch=torch.__version__, cuda=torch.version.cuda,
                 host=platform.node(), cpu_threads=torch.get_num_threads(),
                 fraction=args.fraction, n_cells=N_CELLS, argv=sys.argv[1:])
-    devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
+    devices = ["cuda", "cpu"] if args.device == "all" else [args.device]
     if "cuda" in devices:
         if not torch.cuda.is_available():
             print("no CUDA device: GPU rows skipped", flush=True)

@@ -141,12 +141,20 @@ if command -v compute-sanitizer > /dev/null && (( BUILD_OK == 0 )); then
     FILTER=(--kernel-name kns=splat_)
   fi
   for tool in memcheck racecheck; do
-    # one cudaMalloc per tensor, so that out-of-bounds accesses leave their allocation
+    # one cudaMalloc per tensor, so that out-of-bounds accesses leave their allocation;
+    # exit 99 means the tool found errors
     step "compute-sanitizer --tool $tool" 120 "$OUT/sanitizer_$tool.log" \
       env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
       --error-exitcode 99 "${FILTER[@]}" "$PY" "$OUT/sanitize_case.py"
-    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sanitize case done" "$OUT/sanitizer_$tool.log" \
-      | tail -n 2 | tee -a "$SUMMARY"
+    rc=$?
+    if (( rc != 0 && rc != 99 && rc != 124 && ${#FILTER[@]} > 0 )); then
+      note "  (retrying without the kernel-name filter)"
+      step "compute-sanitizer --tool $tool, all kernels" 120 "$OUT/sanitizer_${tool}_all.log" \
+        env PYTORCH_NO_CUDA_MEMORY_CACHING=1 compute-sanitizer --tool "$tool" \
+        --error-exitcode 99 "$PY" "$OUT/sanitize_case.py"
+    fi
+    cat "$OUT"/sanitizer_"$tool"*.log | grep -E "ERROR SUMMARY|RACECHECK SUMMARY|sanitize case done" \
+      | tail -n 3 | tee -a "$SUMMARY"
   done
 else
   note "compute-sanitizer: not run (tool missing or build failed)"
