@@ -20,12 +20,12 @@ def fsc_curve(map_a, map_b, mask=None) -> np.ndarray:
     -------
     ``(N//2 + 1,)`` float64 array; shell ``s`` is frequency ``s / (N · pixel_size)``.
     """
-    a = as_tensor(map_a, torch.float64)
-    b = as_tensor(map_b, torch.float64)
+    a = as_tensor(map_a, torch.float64).cpu()
+    b = as_tensor(map_b, torch.float64).cpu()
     if a.shape != b.shape or a.ndim != 3 or len(set(a.shape)) != 1:
         raise ValueError(f"fsc_curve needs two cubic maps of one shape, got {a.shape}, {b.shape}")
     if mask is not None:
-        m = as_tensor(mask, torch.float64)
+        m = as_tensor(mask, torch.float64).cpu()
         a, b = a * m, b * m
     n = a.shape[-1]
     fa = torch.fft.rfftn(a)

@@ -4,10 +4,9 @@ Rigidity (chosen form): per cell the deformation gradient
 ``F = [q1−q0, q2−q0, q3−q0] · E⁻¹`` (``E`` the rest edge matrix, ``q = p + Δ``) and the
 penalty ``λ · Σ_c w_c · Σ_k (σ_k(F) − 1)²`` averaged over the batch, with ``σ`` the singular
 values of ``F``. Rotations leave the singular values at 1, so any rigid motion costs zero;
-stretch and shear cost quadratically. The singular values are those of the symmetric
-``FᵀF``'s eigen-decomposition (``σ = sqrt(eig(FᵀF))``), which has stable gradients even
-for the repeated singular values of a rigid cell, where ``svdvals``' gradient is not
-defined.
+stretch and shear cost quadratically. It is computed as ``tr(FᵀF) − 2 Σσ + 3`` with the
+singular-value sum from a convex Newton solve (:func:`singular_value_sum`): batched
+eigen/SVD solvers are slow or fail (cuSOLVER) on the millions of 3×3 matrices of a batch.
 """
 
 from __future__ import annotations
@@ -34,19 +33,42 @@ def deformation_gradients(points: torch.Tensor, cells: torch.Tensor, edges_inv: 
     return edges @ edges_inv.unsqueeze(0)
 
 
-def singular_values(f: torch.Tensor) -> torch.Tensor:
-    """Singular values ``(..., 3)`` of ``f (..., 3, 3)`` via ``eigvalsh(fᵀf)`` (stable grads)."""
+def singular_value_sum(f: torch.Tensor, iterations: int = 12) -> torch.Tensor:
+    """Sum of the singular values (nuclear norm) of ``f (..., 3, 3)``, with stable gradients.
+
+    With ``C = fᵀf``, ``t = tr C``, ``e = ½(t² − tr C²)`` and ``d = |det f|``, the sum ``s``
+    of singular values is the root in ``[√t, √(3t)]`` of
+    ``g(s) = ((s² − t)/2)² − e − 2 d s`` (from ``s² = t + 2 Σσᵢσⱼ`` and
+    ``(Σσᵢσⱼ)² = e + 2 d s``). ``g`` is convex there, so Newton from ``√(3t)`` converges
+    monotonically; a last Newton step taken with autograd gives the implicit-function
+    gradient. Unlike an eigen/SVD solver this has a well-defined gradient for the repeated
+    singular values of rigid cells and runs as plain batched arithmetic on any device.
+    """
     c = f.transpose(-1, -2) @ f
-    # A tiny symmetric jitter keeps eigenvalue gradients finite for exactly equal eigenvalues.
-    ev = torch.linalg.eigvalsh(c)
-    return torch.sqrt(ev.clamp_min(1e-12))
+    t = c.diagonal(dim1=-2, dim2=-1).sum(-1)
+    e = 0.5 * (t * t - (c * c).sum((-2, -1)))
+    d = torch.linalg.det(f).abs()
+
+    def g_and_slope(s):
+        q = s * s - t
+        return 0.25 * q * q - e - 2.0 * d * s, (s * q - 2.0 * d).clamp_min(1e-6)
+
+    with torch.no_grad():
+        s = torch.sqrt(3.0 * t.clamp_min(0.0))
+        for _ in range(iterations):
+            g, slope = g_and_slope(s)
+            s = torch.maximum(s - g / slope, torch.sqrt(t.clamp_min(0.0)))
+    s = s.detach()
+    g, slope = g_and_slope(s)
+    return s - g / slope
 
 
 def rigidity_penalty(points, cells, edges_inv, weights, displacements) -> torch.Tensor:
     """``Σ_c w_c Σ_k (σ_k − 1)²`` per image, ``(B,)``; multiply by λ outside."""
     f = deformation_gradients(points, cells, edges_inv, displacements)
-    s = singular_values(f)
-    return ((s - 1.0) ** 2).sum(-1).mul(weights.unsqueeze(0)).sum(-1)
+    # Σ_k (σ_k − 1)² = tr(FᵀF) − 2 Σ_k σ_k + 3
+    per_cell = (f * f).sum((-2, -1)) - 2.0 * singular_value_sum(f) + 3.0
+    return per_cell.clamp_min(0.0).mul(weights.unsqueeze(0)).sum(-1)
 
 
 def centering_penalty(z: torch.Tensor, power: float = 4.0) -> torch.Tensor:

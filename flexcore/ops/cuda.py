@@ -131,6 +131,32 @@ class SplatTuning:
             raise ValueError(f"path must be one of {sorted(PATHS)}, got {self.path!r}")
         return self.images_per_block, self.threads, self.tiles_per_block, PATHS[self.path]
 
+    def check(self, image_size: int, device: torch.device) -> None:
+        """Raise ``RuntimeError`` when no launch plan exists (mirrors ``splat_plan`` in
+        ``csrc/splat.cu``), before the extension is called."""
+        self.launch_args()
+        max_g, max_threads = 4, 512
+        problem = None
+        if not 0 <= self.images_per_block <= max_g:
+            problem = f"images_per_block must be 0..{max_g}"
+        elif not (0 <= self.threads <= max_threads and self.threads % 32 == 0):
+            problem = f"threads must be a multiple of 32 up to {max_threads}"
+        elif self.tiles_per_block < 0:
+            problem = "tiles_per_block must be >= 0"
+        else:
+            props = torch.cuda.get_device_properties(device)
+            optin = int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
+            g_fit = min(max_g, optin // ((image_size + 2) ** 2 * 4))
+            if self.path == "shared" and g_fit < 1:
+                problem = f"a {image_size} px image does not fit in shared memory"
+            elif self.path == "shared" or (self.path == "auto" and g_fit >= 1):
+                if self.images_per_block > g_fit:
+                    problem = (f"{self.images_per_block} images of {image_size} px do not fit "
+                               f"in {optin} bytes of shared memory (at most {g_fit})")
+        if problem:
+            raise RuntimeError(f"flexcore splat: no launch plan for image_size={image_size}, "
+                               f"{self}: {problem}")
+
 
 @dataclasses.dataclass(frozen=True)
 class SlotLayout:
@@ -265,6 +291,7 @@ class SplatProjectFunction(torch.autograd.Function):
     def forward(ctx, density, coords, vertex_index, barycentric, displacements, rotations,
                 image_size, tuning):
         ext = _require_extension()
+        tuning.check(int(image_size), coords.device)
         geo = _geometry(coords, vertex_index, barycentric, tuning.piece_len)
         layout = geo.layout
         disp = None

@@ -1,1 +1,18 @@
-"""Reconstruction: rigid Wiener backprojection (consensus maps) and flexible L-BFGS."""
+"""Reconstruction: rigid Wiener backprojection (consensus maps) and flexible L-BFGS.
+
+``run_reconstruct`` is the ``reconstruct`` pipeline step (flexible half maps, rigid
+baseline, FSC, sharpening); see ``docs/reconstruction.md``. It is imported lazily so that
+``flexcore.recon.rigid`` (used by the simulator) stays light to import.
+"""
+
+from __future__ import annotations
+
+__all__ = ["run_reconstruct"]
+
+
+def __getattr__(name: str):
+    if name == "run_reconstruct":
+        from .step import run_reconstruct
+
+        return run_reconstruct
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -107,6 +107,7 @@ def run_simulate(
     amplitude_contrast: float = 0.1,
     seed: int = 0,
     batch: int = 256,
+    device: str = "cpu",
 ) -> SimulationResult:
     """Simulate a flexible dataset (see the module docstring for the files written).
 
@@ -119,6 +120,8 @@ def run_simulate(
     max_angle_deg : hinge rotation at coordinate ±1; coordinates are uniform in [-1, 1].
     defocus_range_A : uniform range of the mean defocus; astigmatism up to 500 Å.
     shift_sigma_px : standard deviation of the random origins (pixels).
+    device : torch device for rendering and the consensus reconstruction (results agree
+        across devices to float rounding; the noise is drawn on the CPU).
     """
     if n_particles < 4:
         raise ConfigError(f"n_particles must be at least 4, got {n_particles}")
@@ -187,7 +190,9 @@ def run_simulate(
     pad = box // 2
     gen = torch.Generator().manual_seed(noise_seed)
     noise_sigma = None
-    accs = (FourierAccumulator(box, pixel_size_A), FourierAccumulator(box, pixel_size_A))
+    dev = torch.device(device)
+    accs = (FourierAccumulator(box, pixel_size_A, device=dev),
+            FourierAccumulator(box, pixel_size_A, device=dev))
     stack_path = out / "particles.mrcs"
     ctf_common = dict(voltage_kv=voltage_kv, spherical_aberration_mm=spherical_aberration_mm,
                       amplitude_contrast=amplitude_contrast)
@@ -195,30 +200,33 @@ def run_simulate(
         for s in range(0, n_particles, batch):
             sl = slice(s, min(s + batch, n_particles))
             pos = torch.tensor(_positions_batch(phantom, coords[sl], max_angle_deg) / pixel_size_A,
-                               dtype=torch.float32)
-            rot = torch.tensor(rotations[sl], dtype=torch.float32)
-            proj = render_projections(pos, weights, rot, box, sigma_px)
-            ctf_kw = dict(defocus_u_A=torch.tensor(df_u[sl], dtype=torch.float32),
-                          defocus_v_A=torch.tensor(df_v[sl], dtype=torch.float32),
-                          defocus_angle_deg=torch.tensor(df_ang[sl], dtype=torch.float32),
+                               dtype=torch.float32, device=dev)
+            rot = torch.tensor(rotations[sl], dtype=torch.float32, device=dev)
+            proj = render_projections(pos, weights.to(dev), rot, box, sigma_px)
+            ctf_kw = dict(defocus_u_A=torch.tensor(df_u[sl], dtype=torch.float32, device=dev),
+                          defocus_v_A=torch.tensor(df_v[sl], dtype=torch.float32, device=dev),
+                          defocus_angle_deg=torch.tensor(df_ang[sl], dtype=torch.float32,
+                                                         device=dev),
                           **ctf_common)
             ctf = calculate_ctf_2d(pixel_size_A=pixel_size_A, image_size=padded, **ctf_kw)
-            shift_px = -torch.tensor(shifts_A[sl], dtype=torch.float32) / pixel_size_A
+            shift_px = -torch.tensor(shifts_A[sl], dtype=torch.float32, device=dev) / pixel_size_A
             big = F.pad(proj, [pad, pad, pad, pad])
-            ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded)
-            clean = torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box]
+            ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded, device=dev)
+            clean = torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box].cpu()
             if noise_sigma is None:
                 noise_sigma = float(torch.sqrt(clean.var(dim=(1, 2)).mean() / snr))
             noisy = clean + noise_sigma * torch.randn(clean.shape, generator=gen)
             writer.write(s, noisy.numpy())
+            noisy = noisy.to(dev)
             for h in (0, 1):
                 sel = torch.from_numpy(half[sl] == h)
                 if sel.any():
-                    accs[h].add(noisy[sel], rot[sel], torch.tensor(shifts_A[sl])[sel],
+                    sel = sel.to(dev)
+                    accs[h].add(noisy[sel], rot[sel], torch.tensor(shifts_A[sl], device=dev)[sel],
                                 {k: (v[sel] if torch.is_tensor(v) else v) for k, v in ctf_kw.items()})
             log.info("simulated %d/%d particles", sl.stop, n_particles)
 
-    recon = reconstruct_halves(accs, mask=mask)
+    recon = reconstruct_halves(accs, mask=torch.as_tensor(mask, device=dev))
     consensus = recon["full"]
     write_map(out / "consensus.mrc", consensus, pixel_size_A)
     res = resolution_at(recon["fsc"], 0.143, pixel_size_A)

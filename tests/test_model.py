@@ -1,0 +1,121 @@
+"""Flow generator, priors and image model: behaviour the training relies on."""
+
+import numpy as np
+import pytest
+import torch
+
+from flexcore.fourier import crop_rfft2, shift_images
+from flexcore.model.flow import FlowGenerator
+from flexcore.model.image_model import ImageFormation
+from flexcore.model.priors import (
+    centering_penalty,
+    inject_noise,
+    rigidity_penalty,
+    singular_value_sum,
+)
+from flexcore.rotations import random_rotations, rotation_about_axis
+
+
+def tet_grid():
+    """Two conforming tetrahedra sharing a face, plus rest-edge inverses."""
+    pts = torch.tensor([[0, 0, 0], [3, 0, 0], [0, 3, 0], [0, 0, 3], [3, 3, 3]], dtype=torch.float32)
+    cells = torch.tensor([[0, 1, 2, 3], [1, 2, 3, 4]])
+    e = torch.stack([pts[cells[:, k]] - pts[cells[:, 0]] for k in (1, 2, 3)], dim=-1)
+    return pts, cells, torch.linalg.inv(e)
+
+
+def test_rigid_motions_cost_nothing():
+    pts, cells, einv = tet_grid()
+    w = torch.tensor([1.0, 20.0])
+    rots = torch.tensor(random_rotations(5, 0), dtype=torch.float32)
+    t = torch.randn(5, 1, 3)
+    moved = pts @ rots.transpose(1, 2) + t  # rotate about the origin and translate
+    disp = moved - pts
+    assert rigidity_penalty(pts, cells, einv, w, disp).abs().max() < 1e-4
+
+
+def test_stretch_and_shear_cost_grows_quadratically():
+    pts, cells, einv = tet_grid()
+    w = torch.ones(2)
+    costs = []
+    for eps in (0.01, 0.02, 0.04):
+        stretch = torch.diag(torch.tensor([1 + eps, 1.0, 1.0]))
+        disp = (pts @ stretch.T - pts)[None]
+        costs.append(float(rigidity_penalty(pts, cells, einv, w, disp)))
+    # (σ-1)² per cell: eps² each, two cells
+    np.testing.assert_allclose(costs, [2 * e**2 for e in (0.01, 0.02, 0.04)], rtol=3e-3)
+    shear = torch.tensor([[1.0, 0.1, 0], [0, 1, 0], [0, 0, 1]])
+    assert float(rigidity_penalty(pts, cells, einv, w, (pts @ shear.T - pts)[None])) > 1e-3
+    # the weights scale each cell's share
+    disp = (pts @ torch.diag(torch.tensor([1.05, 1, 1])).T - pts)[None]
+    heavy = rigidity_penalty(pts, cells, einv, torch.tensor([1.0, 20.0]), disp)
+    light = rigidity_penalty(pts, cells, einv, torch.tensor([1.0, 1.0]), disp)
+    assert float(heavy) == pytest.approx(float(light) * 21 / 2, rel=1e-4)
+
+
+def test_singular_value_sum_matches_svd_and_its_gradient():
+    f = torch.randn(200, 3, 3, dtype=torch.float64, requires_grad=True)
+    s = singular_value_sum(f)
+    torch.testing.assert_close(s, torch.linalg.svdvals(f).sum(-1))
+    (g,) = torch.autograd.grad(s.sum(), f)
+    f2 = f.detach().clone().requires_grad_()
+    (g2,) = torch.autograd.grad(torch.linalg.svdvals(f2).sum(-1).sum(), f2)
+    torch.testing.assert_close(g, g2)
+    r = torch.tensor(rotation_about_axis([1, 2, 3], 0.7)).unsqueeze(0).requires_grad_()
+    (gr,) = torch.autograd.grad(singular_value_sum(r).sum(), r)
+    torch.testing.assert_close(gr, r.detach())  # d Σσ / dF = U Vᵀ = R at a rotation
+
+
+def test_flow_generator_starts_near_rigid_and_has_the_right_shape():
+    flow = FlowGenerator(2, 100, hidden=64, n_layers=6)
+    z = torch.rand(8, 2) * 3 - 1.5
+    out = flow(z)
+    assert out.shape == (8, 100, 3)
+    assert out.abs().max() < 0.05
+    assert sum(isinstance(m, torch.nn.Linear) for m in flow.modules()) == 6
+    with pytest.raises(ValueError):
+        FlowGenerator(0, 10)
+
+
+def test_centering_and_noise_injection():
+    z = torch.tensor([[0.5, -1.0]])
+    assert float(centering_penalty(z, 4.0)) == pytest.approx(0.5**4 + 1.0)
+    g = torch.Generator().manual_seed(0)
+    noisy = inject_noise(torch.zeros(10000, 2), 0.15, 1.5, generator=g)
+    assert float(noisy.std()) == pytest.approx(0.15, rel=0.05)
+    assert float(inject_noise(torch.full((100, 1), 1.49), 1.0, 1.5).max()) <= 1.5
+
+
+def test_nll_is_chi_square_at_the_truth_and_shifts_are_relion_origins():
+    d = 48
+    model = ImageFormation(d, 2.0, splat_correction=False)
+    g = torch.Generator().manual_seed(1)
+    clean = torch.randn(64, d, d, generator=g)
+    sigma2 = 0.7
+    noisy = clean + sigma2**0.5 * torch.randn(64, d, d, generator=g)
+    band = model.band(0.5)
+    ones = torch.ones(64, d, d // 2 + 1)
+    nll = model.nll(model.spectra(clean, ones, torch.zeros(64, 2)), model.observed(noisy), band,
+                    sigma2)
+    # every Fourier coefficient in the band (counted with its Hermitian twin) adds ½ on average
+    assert float(nll.mean()) == pytest.approx(0.5 * float(band.sum()), rel=0.02)
+    # a RELION origin s: the observation is the projection moved by -s
+    s = torch.tensor([[2.0, -3.0]]).repeat(64, 1)
+    moved = shift_images(clean, -s)
+    spec = model.spectra(clean, ones, s)
+    torch.testing.assert_close(torch.fft.irfft2(spec, s=(d, d)), moved, atol=1e-4, rtol=1e-4)
+
+
+def test_cropped_spectra_keep_the_noise_level():
+    d, small = 64, 32
+    g = torch.Generator().manual_seed(2)
+    noise = torch.randn(256, d, d, generator=g)
+    full = ImageFormation(d, 1.0, splat_correction=False)
+    crop = ImageFormation(small, 2.0, splat_correction=False)
+    zero = torch.zeros(256, small, small // 2 + 1, dtype=torch.complex64)
+    obs = crop_rfft2(torch.fft.rfft2(noise), small)
+    # Fourier cropping scales the pixel noise variance by (small/d)²: the NLL stays chi-square
+    nll = crop.nll(zero, obs, crop.band(0.4), noise_var=(small / d) ** 2)
+    nll_full = full.nll(torch.zeros(256, d, d // 2 + 1, dtype=torch.complex64),
+                        torch.fft.rfft2(noise), full.band(0.2), noise_var=1.0)
+    assert float(nll.mean()) == pytest.approx(float(nll_full.mean()), rel=0.03)

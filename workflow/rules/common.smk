@@ -1,0 +1,234 @@
+# Helpers shared by the rules: configuration checks, input paths of each stage and the
+# final targets. Sweep helpers live in sweep_common.smk.
+import re
+from pathlib import Path
+
+from snakemake.exceptions import WorkflowError
+from snakemake.utils import validate
+
+validate(config, schema="../schemas/config.schema.yaml")
+
+# Config keys that name user files: (section, key). Each given one must exist.
+USER_FILE_KEYS = [
+    ("input", "particles"),
+    ("input", "consensus_map"),
+    ("input", "mask"),
+    ("input", "segmentation"),
+    ("input", "cryosparc_mesh"),
+    ("input", "custom_mesh"),
+    ("input", "init_latents"),
+    ("generate", "latents_file"),
+    ("generate", "highres_map"),
+]
+
+
+def fail_config(key, problem):
+    """Stop before any job runs with a message that names the config key."""
+    raise WorkflowError(f"config key {key}: {problem} (see config/README.md)")
+
+
+def check_user_files(cfg):
+    """Every user file named in the config exists (else fail naming its key)."""
+    if cfg["input"]["source"] == "files":
+        for key in ("particles", "consensus_map"):
+            if not cfg["input"][key]:
+                fail_config(f"input.{key}", "required when input.source is 'files'")
+    for section, key in USER_FILE_KEYS:
+        path = cfg[section][key]
+        if path and not Path(path).is_file():
+            fail_config(f"{section}.{key}", f"file '{path}' does not exist")
+
+
+def check_config_consistency(cfg):
+    """Options that exclude or need each other (beyond what the schema can say)."""
+    sim, prep = cfg["simulate"], cfg["prep"]
+    if cfg["input"]["source"] == "simulate" and sim["use_mask"]:
+        if prep["train_box"] != sim["box"] or prep["crop_box"] not in (
+            None,
+            sim["box"],
+        ):
+            fail_config(
+                "simulate.use_mask",
+                f"the simulated mask is {sim['box']} px, so it needs prep.train_box = "
+                f"{sim['box']} and no prep.crop_box (got {prep['train_box']}, "
+                f"{prep['crop_box']}); or set simulate.use_mask: false",
+            )
+    gen = cfg["generate"]
+    if gen["from_reconstruction"] and gen["highres_map"]:
+        fail_config("generate.from_reconstruction", "excludes generate.highres_map")
+    if gen["from_reconstruction"] and not cfg["reconstruct"]["enabled"]:
+        fail_config("generate.from_reconstruction", "needs reconstruct.enabled: true")
+
+
+check_user_files(config)
+check_config_consistency(config)
+
+
+wildcard_constraints:
+    dataset=re.escape(config["dataset"]),
+
+
+# ---------------------------------------------------------------- inputs per stage
+
+
+def is_simulated():
+    """True when the particles come from the built-in simulation (ground truth known)."""
+    return config["input"]["source"] == "simulate"
+
+
+def source_particles(wildcards):
+    """The particle file given to prep: the simulation's or the user's."""
+    if is_simulated():
+        return f"results/{wildcards.dataset}/simulate/particles.star"
+    return config["input"]["particles"]
+
+
+def source_consensus_map(wildcards):
+    """The consensus map given to prep: the simulation's or the user's."""
+    if is_simulated():
+        return f"results/{wildcards.dataset}/simulate/consensus.mrc"
+    return config["input"]["consensus_map"]
+
+
+def simulation_parameters():
+    """Keyword arguments of flexcore.simulate.run_simulate from config simulate."""
+    return {k: v for k, v in config["simulate"].items() if k != "use_mask"}
+
+
+def mesh_user_files(wildcards):
+    """Optional mesh inputs that are set: mask, segmentation, imported or custom mesh."""
+    files = {
+        key: config["input"][key]
+        for key in ("mask", "segmentation", "cryosparc_mesh", "custom_mesh")
+        if config["input"][key]
+    }
+    if is_simulated() and config["simulate"]["use_mask"]:
+        files["mask"] = f"results/{wildcards.dataset}/simulate/mask.mrc"
+    return files
+
+
+def mesh_parameters():
+    """Keyword arguments of flexcore.mesh.run_mesh besides the files."""
+    conn, rigid = config["input"]["connections"], config["input"]["rigid_segments"]
+    return {
+        **config["mesh"],
+        "connections": conn or None,
+        "rigid_segments": rigid or None,
+    }
+
+
+def training_parameters():
+    """The TrainConfig dict for flexcore.train.run_train (config train)."""
+    return dict(config["train"])
+
+
+def training_user_files(wildcards):
+    """Optional training input: starting latents."""
+    path = config["input"]["init_latents"]
+    return {"init_latents": path} if path else {}
+
+
+def series_names():
+    """Names of the volume series generate writes: z1..zK, or 'custom' with a latents file."""
+    if config["generate"]["latents_file"]:
+        return ["custom"]
+    return [f"z{k + 1}" for k in range(config["train"]["latent_dim"])]
+
+
+def series_files(folder, extension):
+    """One path per generated series in folder, e.g. <folder>/series_z1.gif (or the
+    frame folder <folder>/series_z1 with extension "")."""
+    return [f"{folder}/series_{name}{extension}" for name in series_names()]
+
+
+def generate_user_files(wildcards):
+    """Optional generate inputs: custom latent points and the map to deform."""
+    gen = config["generate"]
+    files = {"latents_file": gen["latents_file"]} if gen["latents_file"] else {}
+    if gen["highres_map"]:
+        files["highres_map"] = gen["highres_map"]
+    elif gen["from_reconstruction"]:
+        files["highres_map"] = f"results/{wildcards.dataset}/reconstruct/flex_map.mrc"
+    return files
+
+
+def generate_parameters():
+    """Keyword arguments of flexcore.generate.run_generate besides the files."""
+    keep = ("n_frames", "radius", "percentile", "supersample", "device")
+    return {k: config["generate"][k] for k in keep}
+
+
+def reconstruct_parameters():
+    """Keyword arguments of flexcore.recon.step.run_reconstruct besides the files."""
+    params = {k: v for k, v in config["reconstruct"].items() if k != "enabled"}
+    params["scratch_dir"] = params["scratch_dir"] or None
+    return params
+
+
+def evaluation_wanted():
+    """Score against the ground truth: only for simulated data, when enabled."""
+    return is_simulated() and config["evaluate"]["enabled"]
+
+
+def seeds():
+    """Every seed the run uses, by stage (written into provenance.yaml)."""
+    sim = {"simulate": config["simulate"]["seed"]} if is_simulated() else {}
+    return {
+        **sim,
+        "prep": config["prep"]["seed"],
+        "train": config["train"]["seed"],
+        "reconstruct": config["reconstruct"]["seed"],
+    }
+
+
+# ---------------------------------------------------------------- targets
+
+TRAIN_FILES = [
+    "checkpoints/checkpoint_last.pt",
+    "latents.npy",
+    "latents.star",
+    "latents.cs",
+    "history.json",
+    "loss.png",
+    "latents.png",
+    "examples.png",
+    "train.json",
+]
+RECONSTRUCT_FILES = [
+    "flex_map.mrc",
+    "flex_map_half_A.mrc",
+    "flex_map_half_B.mrc",
+    "flex_map_sharp.mrc",
+    "fsc.tsv",
+    "fsc.png",
+    "lbfgs.tsv",
+    "recon.json",
+]
+
+
+def rigid_baseline_files(folder):
+    """The zero-flow baseline maps in folder (when reconstruct.rigid_baseline is on)."""
+    if not config["reconstruct"]["rigid_baseline"]:
+        return []
+    names = ("noflex_map.mrc", "noflex_map_half_A.mrc", "noflex_map_half_B.mrc")
+    return [f"{folder}/{name}" for name in names]
+
+
+def dataset_outputs(dataset):
+    """Final files of one dataset: training, series, reconstruction, evaluation, provenance."""
+    root = f"results/{dataset}"
+    out = [f"{root}/provenance.yaml", f"{root}/mesh/mesh_slices.png"]
+    out += [f"{root}/train/{name}" for name in TRAIN_FILES]
+    out += [f"{root}/generate/series_{s}.gif" for s in series_names()]
+    out.append(f"{root}/generate/generate.json")
+    if config["reconstruct"]["enabled"]:
+        out += [f"{root}/reconstruct/{name}" for name in RECONSTRUCT_FILES]
+        out += rigid_baseline_files(f"{root}/reconstruct")
+    if evaluation_wanted():
+        out.append(f"{root}/evaluation/evaluation.tsv")
+    return out
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default: the dataset and, if configured, the sweep."""
+    return dataset_outputs(config["dataset"]) + sweep_outputs(config["dataset"])

@@ -1,0 +1,34 @@
+rule generate:
+    input:
+        unpack(generate_user_files),
+        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+    output:
+        frames=directory(series_files("results/{dataset}/generate", "")),
+        movies=report(
+            series_files("results/{dataset}/generate", ".gif"),
+            caption="../report/series_movie.rst",
+            category="4. Motion",
+        ),
+        strips=report(
+            series_files("results/{dataset}/generate", ".png"),
+            caption="../report/series_strip.rst",
+            category="4. Motion",
+        ),
+        chimerax=series_files("results/{dataset}/generate", ".cxc"),
+        summary="results/{dataset}/generate/generate.json",
+    log:
+        "results/{dataset}/logs/generate.log",
+    benchmark:
+        "results/{dataset}/benchmarks/generate.tsv"
+    conda:
+        "../../envs/flexcore-cuda.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=8000,
+        runtime=60,
+    params:
+        generate=generate_parameters(),
+    script:
+        "../scripts/generate.py"

@@ -1,0 +1,24 @@
+rule prep:
+    input:
+        particles=source_particles,
+        consensus_map=source_consensus_map,
+    output:
+        particles="results/{dataset}/prep/particles.star",
+        stack="results/{dataset}/prep/particles.mrcs",
+        consensus="results/{dataset}/prep/consensus.mrc",
+        info="results/{dataset}/prep/prep.json",
+    log:
+        "results/{dataset}/logs/prep.log",
+    benchmark:
+        "results/{dataset}/benchmarks/prep.tsv"
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        pixel_size_A=config["input"]["pixel_size_A"],
+        prep=config["prep"],
+    script:
+        "../scripts/prep.py"

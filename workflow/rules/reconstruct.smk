@@ -1,0 +1,37 @@
+rule reconstruct:
+    input:
+        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+        prep_info="results/{dataset}/prep/prep.json",
+        particles="results/{dataset}/prep/particles.star",
+        source_particles=source_particles,
+    output:
+        flex_map="results/{dataset}/reconstruct/flex_map.mrc",
+        half_maps=expand(
+            "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc", half=["A", "B"]
+        ),
+        sharp_map="results/{dataset}/reconstruct/flex_map_sharp.mrc",
+        rigid_maps=rigid_baseline_files("results/{dataset}/reconstruct"),
+        fsc="results/{dataset}/reconstruct/fsc.tsv",
+        fsc_plot=report(
+            "results/{dataset}/reconstruct/fsc.png",
+            caption="../report/fsc.rst",
+            category="5. Reconstruction",
+        ),
+        lbfgs="results/{dataset}/reconstruct/lbfgs.tsv",
+        summary="results/{dataset}/reconstruct/recon.json",
+    log:
+        "results/{dataset}/logs/reconstruct.log",
+    benchmark:
+        "results/{dataset}/benchmarks/reconstruct.tsv"
+    conda:
+        "../../envs/flexcore-cuda.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=32000,
+        runtime=480,
+    params:
+        reconstruct=reconstruct_parameters(),
+    script:
+        "../scripts/reconstruct.py"

@@ -1,0 +1,53 @@
+localrules:
+    provenance,
+
+
+rule evaluate:
+    input:
+        ground_truth="results/{dataset}/simulate/ground_truth.json",
+        gt_maps="results/{dataset}/simulate/gt",
+        simulated_particles="results/{dataset}/simulate/particles.star",
+        simulated_mask="results/{dataset}/simulate/mask.mrc",
+        simulated_consensus="results/{dataset}/simulate/consensus.mrc",
+        prep_info="results/{dataset}/prep/prep.json",
+        particles="results/{dataset}/prep/particles.star",
+        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+    output:
+        summary="results/{dataset}/evaluation/evaluation.json",
+        table=report(
+            "results/{dataset}/evaluation/evaluation.tsv",
+            caption="../report/evaluation.rst",
+            category="6. Ground truth",
+        ),
+    log:
+        "results/{dataset}/logs/evaluate.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate.py"
+
+
+rule provenance:
+    output:
+        report(
+            "results/{dataset}/provenance.yaml",
+            caption="../report/provenance.rst",
+            category="7. Provenance",
+        ),
+    log:
+        "results/{dataset}/logs/provenance.log",
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    params:
+        config=config,
+        seeds=seeds(),
+        sweep={},
+    script:
+        "../scripts/provenance.py"

@@ -1,0 +1,46 @@
+rule train:
+    input:
+        unpack(training_user_files),
+        prep_info="results/{dataset}/prep/prep.json",
+        particles="results/{dataset}/prep/particles.star",
+        stack="results/{dataset}/prep/particles.mrcs",
+        consensus="results/{dataset}/prep/consensus.mrc",
+        source_particles=source_particles,
+        mesh="results/{dataset}/mesh/mesh.npz",
+    output:
+        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        latents="results/{dataset}/train/latents.npy",
+        latents_star="results/{dataset}/train/latents.star",
+        latents_cs="results/{dataset}/train/latents.cs",
+        history="results/{dataset}/train/history.json",
+        loss=report(
+            "results/{dataset}/train/loss.png",
+            caption="../report/loss.rst",
+            category="3. Training",
+        ),
+        latent_plot=report(
+            "results/{dataset}/train/latents.png",
+            caption="../report/latents.rst",
+            category="3. Training",
+        ),
+        examples=report(
+            "results/{dataset}/train/examples.png",
+            caption="../report/examples.rst",
+            category="3. Training",
+        ),
+        summary="results/{dataset}/train/train.json",
+    log:
+        "results/{dataset}/logs/train.log",
+    benchmark:
+        "results/{dataset}/benchmarks/train.tsv"
+    conda:
+        "../../envs/flexcore-cuda.yaml"
+    threads: 4
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=720,
+    params:
+        train=training_parameters(),
+    script:
+        "../scripts/train.py"

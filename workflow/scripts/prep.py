@@ -1,0 +1,21 @@
+"""Rule prep: particles and consensus map Fourier-cropped to the training box.
+
+Calls flexcore.prep.run_prep with config prep; writes particles.star/.mrcs,
+consensus.mrc and prep.json into the folder of output.info.
+"""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from pathlib import Path
+
+from flexcore.prep import run_prep
+
+run_prep(
+    snakemake.input.particles,
+    snakemake.input.consensus_map,
+    Path(snakemake.output.info).parent,
+    pixel_size_A=snakemake.params.pixel_size_A,
+    **snakemake.params.prep,
+)

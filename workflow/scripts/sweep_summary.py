@@ -1,0 +1,23 @@
+"""Rule sweep_summary: a table (TSV) and a plot (PNG) comparing the points of a sweep.
+
+Reads each point's train.json and latents.npy (and recon.json, evaluation.json when the
+sweep reconstructs / the data are simulated) through sweep_table.summarise_sweep.
+"""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from sweep_table import summarise_sweep
+
+
+def as_list(files):
+    return [files] if isinstance(files, str) else list(files or [])
+
+
+inputs = snakemake.input
+files = {k: as_list(inputs.get(k)) for k in ("train", "latents", "recon", "evaluation")}
+table = summarise_sweep(
+    list(snakemake.params.points), files, snakemake.output.table, snakemake.output.plot
+)
+print(table.to_string(index=False), file=sys.stderr)

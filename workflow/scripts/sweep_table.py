@@ -1,0 +1,81 @@
+"""Comparison of the points of a parameter sweep (imported by sweep_summary.py).
+
+One row per point: its parameter values, the final validation NLL with the learned flow
+and with zero flow (per particle; ``val_nll_gain`` = rigid − flow, positive when the flow
+explains held-out particles better), the spread (SD) of each latent dimension, and when
+available the reconstruction's FSC 0.143 resolutions and the ground-truth Spearman ρ.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+# recon.json keys read into the table: column name → key
+RECON_COLUMNS = {"fsc0143_flex_A": "fsc0143_A", "fsc0143_rigid_A": "noflex_fsc0143_A"}
+
+
+def point_row(point: dict, train_json, latents_npy, recon_json=None, evaluation_json=None) -> dict:
+    """The summary row of one point from its output files."""
+    row = dict(point)
+    final = json.loads(Path(train_json).read_text()).get("final", {})
+    row["epochs"] = final.get("epoch")
+    row["val_nll_flow"] = final.get("val_nll_flow", np.nan)
+    row["val_nll_rigid"] = final.get("val_nll_rigid", np.nan)
+    row["val_nll_gain"] = row["val_nll_rigid"] - row["val_nll_flow"]
+    z = np.load(latents_npy)
+    for k in range(z.shape[1]):
+        row[f"latent_sd_z{k + 1}"] = float(z[:, k].std())
+    if recon_json is not None:
+        recon = json.loads(Path(recon_json).read_text())
+        for column, key in RECON_COLUMNS.items():
+            row[column] = recon.get(key, np.nan)
+    if evaluation_json is not None:
+        ev = json.loads(Path(evaluation_json).read_text())
+        for m, rho in enumerate(ev["spearman_best"]):
+            row[f"spearman_rho_motion{m + 1}"] = rho
+        row["gt_maps_generated_better"] = f"{ev['generated_better']}/{ev['n_maps']}"
+    return row
+
+
+def summarise_sweep(points: list[dict], files: dict[str, list], table_path,
+                    plot_path) -> pd.DataFrame:
+    """Write the sweep table (TSV) and a plot of its metrics per point; return the table.
+
+    ``points`` are ``{"folder": ..., <parameter>: value}`` in the order of ``files``'
+    lists (``train``, ``latents`` and optionally ``recon``, ``evaluation``).
+    """
+    rows = []
+    for i, point in enumerate(points):
+        extra = {k: files[k][i] for k in ("recon", "evaluation") if files.get(k)}
+        rows.append(point_row(point, files["train"][i], files["latents"][i],
+                              extra.get("recon"), extra.get("evaluation")))
+    table = pd.DataFrame(rows)
+    table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
+    plot_sweep(table, plot_path)
+    return table
+
+
+def plot_sweep(table: pd.DataFrame, path) -> None:
+    """One panel per metric (validation NLL gain, latent SD, FSC 0.143, Spearman ρ)."""
+    panels = [("val_nll_gain", "validation NLL gain\n(rigid − flow, per particle)")]
+    panels += [(c, f"latent SD {c.split('_')[-1]}") for c in table if c.startswith("latent_sd")]
+    panels += [(c, f"FSC 0.143 {c.split('_')[1]} (Å)") for c in RECON_COLUMNS if c in table]
+    panels += [(c, f"Spearman ρ {c.split('_')[-1]}") for c in table if c.startswith("spearman")]
+    labels = table["folder"].tolist()
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
+    for ax, (column, title) in zip(axes[0], panels):
+        ax.plot(range(len(table)), table[column].astype(float), "o-")
+        ax.set_title(title, fontsize=9)
+        ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,21 @@
+"""Rule train: latents, flow generator and canonical map (3D Flex Train).
+
+Calls flexcore.train.run_train with config train (the fields of TrainConfig); writes
+checkpoints, latents (.npy/.star/.cs), history and plots into the folder of output.summary.
+"""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from pathlib import Path
+
+from flexcore.train import run_train
+
+run_train(
+    Path(snakemake.input.prep_info).parent,
+    snakemake.input.mesh,
+    Path(snakemake.output.summary).parent,
+    dict(snakemake.params.train),
+    init_latents=snakemake.input.get("init_latents"),
+)
