@@ -52,6 +52,14 @@ class LbfgsResult:
     stopped: str = "iterations"
 
 
+def _clear(*lists: list, first_only: bool = False) -> None:
+    for lst in lists:
+        if first_only:
+            lst.pop(0)
+        else:
+            lst.clear()
+
+
 def two_loop_direction(g: torch.Tensor, s_hist: list[torch.Tensor], y_hist: list[torch.Tensor],
                        rho_hist: list[float]) -> torch.Tensor:
     """L-BFGS direction ``d = −H_k g`` by the two-loop recursion (oldest pair first in the
@@ -123,7 +131,7 @@ def minimize_quadratic(
         dhd = curvature(d) if gd < 0 else -1.0
         if gd >= 0 or not dhd > 0:
             # not a descent direction (or no curvature along it): steepest descent
-            s_hist.clear(), y_hist.clear(), rho_hist.clear()
+            _clear(s_hist, y_hist, rho_hist)
             kind = "steepest"
             d = -g
             gd = -g_norm**2
@@ -142,15 +150,17 @@ def minimize_quadratic(
                 break
             log.info("%siteration %d: L-BFGS step raised the objective (%.10g → %.10g); "
                      "retrying with steepest descent", label, it + 1, f, f_new)
-            s_hist.clear(), y_hist.clear(), rho_hist.clear()
+            _clear(s_hist, y_hist, rho_hist)
             continue
         s = x_new - x
         y = g_new - g
         sy = dot(s, y)
-        if sy > 0:
-            s_hist.append(s), y_hist.append(y), rho_hist.append(1.0 / sy)
+        if sy > 0:  # a curvature pair keeps the inverse-Hessian estimate positive definite
+            s_hist.append(s)
+            y_hist.append(y)
+            rho_hist.append(1.0 / sy)
             if len(s_hist) > history_size:
-                s_hist.pop(0), y_hist.pop(0), rho_hist.pop(0)
+                _clear(s_hist, y_hist, rho_hist, first_only=True)
         x, f, g = x_new, f_new, g_new
         it += 1
         rec = {"iteration": it, "objective": f, "grad_norm": math.sqrt(dot(g, g)),

@@ -25,12 +25,14 @@ class TrainConfig:
     lr_flow_start: float = 0.005
     lr_flow_end: float = 0.0005
     lr_density_start: float = 0.01
-    lr_density_end: float = 0.01
+    lr_density_end: float = 0.002
     rigidity_lambda: float = 2.0
     noise_sigma: float = 0.15
     centering_lambda: float = 20.0
     centering_power: float = 4.0
     latent_limit: float = 1.5
+    init_latents: str = "gradient-pca"
+    init_latent_sd: float = 0.6
     res_start_frac: float = 0.25
     res_start_A: float = 20.0
     res_end_frac: float = 0.8
@@ -79,6 +81,8 @@ class TrainConfig:
              "candidates and latent steps must be ≥ 0")
         need(0 <= self.validation_fraction < 0.5, "validation_fraction", "must be in [0, 0.5)")
         need(self.convection in ("push", "pull"), "convection", "must be 'push' or 'pull'")
+        need(self.init_latents in ("gradient-pca", "random"), "init_latents",
+             "must be 'gradient-pca' or 'random'")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
         return self

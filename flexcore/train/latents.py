@@ -71,17 +71,29 @@ class LatentInference:
         best = e.argmin(dim=1)
         return cand[torch.arange(b), best], e[torch.arange(b), best]
 
-    def refine(self, z, steps, lr, canonical, observed, rotations, ctf, shifts, band, noise_var):
-        """``steps`` Adam steps on ``z`` (θ and V frozen); returns the clamped latents."""
+    def refine(self, z, steps, lr, canonical, observed, rotations, ctf, shifts, band, noise_var,
+               start_energy=None):
+        """Up to ``steps`` Adam steps on ``z`` (θ and V frozen), keeping for each particle
+        the best latent evaluated (so refinement never raises a particle's energy)."""
         if steps <= 0:
             return z
+        best = z.detach().clone()
+        best_e = start_energy
         z = z.detach().clone().requires_grad_(True)
         opt = torch.optim.Adam([z], lr=lr)
-        for _ in range(steps):
+        for step in range(steps + 1):
             opt.zero_grad(set_to_none=True)
             e = self.energy(z, canonical, observed, rotations, ctf, shifts, band, noise_var)
+            with torch.no_grad():
+                if best_e is None:
+                    best_e = e.detach().clone()
+                better = e.detach() < best_e
+                best[better] = z.detach()[better]
+                best_e = torch.where(better, e.detach(), best_e)
+            if step == steps:
+                break
             e.sum().backward()
             opt.step()
             with torch.no_grad():
                 z.clamp_(-self.limit, self.limit)
-        return z.detach()
+        return best

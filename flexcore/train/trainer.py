@@ -15,6 +15,7 @@ from ..utils.logging import get_logger
 from .checkpoint import file_sha256, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
 from .data import TrainingData
+from .init_latents import gradient_pca_latents
 from .latents import LatentInference, latent_grid
 from .renderer import Renderer
 from .schedule import k_max_for_epoch, lr_for_epoch, working_box
@@ -31,6 +32,11 @@ def pick_device(name: str) -> torch.device:
 
         raise ConfigError(f"train.device = {name!r} but no CUDA device is available")
     return dev
+
+
+def self_init_sd(cfg: TrainConfig) -> float:
+    """Spread of the random initial latents (no input latents given)."""
+    return cfg.init_latent_sd
 
 
 def standardise_latents(z: np.ndarray, limit: float) -> np.ndarray:
@@ -61,7 +67,7 @@ class Trainer:
         if init_latents is not None:
             z = standardise_latents(init_latents, cfg.latent_limit)
         else:
-            z = np.clip(rng.normal(0.0, 0.3, size=(n, k)), -1.0, 1.0).astype(np.float32)
+            z = np.clip(rng.normal(0.0, self_init_sd(cfg), size=(n, k)), -1.2, 1.2).astype(np.float32)
         self.latents = torch.as_tensor(z)
         n_val = 0 if cfg.validation_fraction == 0 else max(8, int(round(cfg.validation_fraction * n)))
         n_val = min(n_val, max(0, n - cfg.batch_size))
@@ -81,6 +87,16 @@ class Trainer:
         self._renderers: dict[int, Renderer] = {}
         self.epoch = 0
         self.history: list[dict] = []
+        # Latents that carry information (given, or from the data) are held fixed for the
+        # first epoch, while the flow learns to produce their motions; inferring them
+        # against the still-rigid initial model would only pull them to the origin.
+        self.latents_from_data = init_latents is not None or cfg.init_latents == "gradient-pca"
+        if init_latents is None and cfg.init_latents == "gradient-pca" and not cfg.freeze_latents:
+            plan = self.epoch_plan(0)
+            r = self.renderer(plan["box"])
+            self.latents = torch.as_tensor(gradient_pca_latents(
+                r, data, self.volume, plan["k_max"], r.noise_var(self.noise_var), k, dev,
+                mesh.n_vertices, seed=cfg.seed))
 
     # ----------------------------------------------------------------- helpers
     def renderer(self, box: int) -> Renderer:
@@ -110,10 +126,15 @@ class Trainer:
         extra = None
         if use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
             extra = latent_grid(cfg.latent_dim, cfg.grid_points, 0.8 * cfg.latent_limit)
-        z, _ = inference.search(z0, extra, cfg.n_candidates, cfg.candidate_sigma, canonical, obs,
+        z, e = inference.search(z0, extra, cfg.n_candidates, cfg.candidate_sigma, canonical, obs,
                                 rot, ctf, shifts, band, noise_var, generator=generator)
         return inference.refine(z, cfg.latent_steps, cfg.latent_lr, canonical, obs, rot, ctf,
-                                shifts, band, noise_var)
+                                shifts, band, noise_var, start_energy=e)
+
+    def use_grid(self, epoch: int) -> bool:
+        """Coarse grid candidates (K ≤ 2) in the first epochs that infer latents."""
+        first = 1 if self.latents_from_data else 0
+        return first <= epoch < first + 2
 
     # ----------------------------------------------------------------- one epoch
     def run_epoch(self) -> dict:
@@ -140,12 +161,13 @@ class Trainer:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
-            if not cfg.freeze_latents:
+            if not cfg.freeze_latents and not (epoch == 0 and self.latents_from_data):
                 self.flow.requires_grad_(False)
                 with torch.no_grad():
                     canon = r.canonical(self.volume, plan["k_max"])
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
-                                shifts, band, noise_var, use_grid=epoch < 2, generator=gen)
+                                shifts, band, noise_var, use_grid=self.use_grid(epoch),
+                                generator=gen)
                 self.latents[idx] = z.cpu()
                 self.flow.requires_grad_(True)
             z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,

@@ -42,7 +42,11 @@ def check_user_files(cfg):
 def check_config_consistency(cfg):
     """Options that exclude or need each other (beyond what the schema can say)."""
     sim, prep = cfg["simulate"], cfg["prep"]
-    if cfg["input"]["source"] == "simulate" and sim["use_mask"]:
+    if (
+        cfg["input"]["source"] == "simulate"
+        and sim["use_mask"]
+        and not cfg["input"]["mask"]
+    ):
         if prep["train_box"] != sim["box"] or prep["crop_box"] not in (
             None,
             sim["box"],
@@ -102,7 +106,7 @@ def mesh_user_files(wildcards):
         for key in ("mask", "segmentation", "cryosparc_mesh", "custom_mesh")
         if config["input"][key]
     }
-    if is_simulated() and config["simulate"]["use_mask"]:
+    if is_simulated() and config["simulate"]["use_mask"] and "mask" not in files:
         files["mask"] = f"results/{wildcards.dataset}/simulate/mask.mrc"
     return files
 
@@ -168,6 +172,19 @@ def reconstruct_parameters():
 def evaluation_wanted():
     """Score against the ground truth: only for simulated data, when enabled."""
     return is_simulated() and config["evaluate"]["enabled"]
+
+
+def ground_truth_files(wildcards):
+    """The simulation's ground truth that the evaluation compares a model with."""
+    sim = f"results/{wildcards.dataset}/simulate"
+    return {
+        "ground_truth": f"{sim}/ground_truth.json",
+        "gt_maps": f"{sim}/gt",
+        "simulated_particles": f"{sim}/particles.star",
+        "simulated_mask": f"{sim}/mask.mrc",
+        "simulated_moving_mask": f"{sim}/moving_mask.mrc",
+        "simulated_consensus": f"{sim}/consensus.mrc",
+    }
 
 
 def seeds():

@@ -4,11 +4,7 @@ localrules:
 
 rule evaluate:
     input:
-        ground_truth="results/{dataset}/simulate/ground_truth.json",
-        gt_maps="results/{dataset}/simulate/gt",
-        simulated_particles="results/{dataset}/simulate/particles.star",
-        simulated_mask="results/{dataset}/simulate/mask.mrc",
-        simulated_consensus="results/{dataset}/simulate/consensus.mrc",
+        unpack(ground_truth_files),
         prep_info="results/{dataset}/prep/prep.json",
         particles="results/{dataset}/prep/particles.star",
         checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",

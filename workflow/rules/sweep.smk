@@ -55,11 +55,7 @@ if SWEEP is not None:
 
     use rule evaluate as sweep_evaluate with:
         input:
-            ground_truth="results/{dataset}/simulate/ground_truth.json",
-            gt_maps="results/{dataset}/simulate/gt",
-            simulated_particles="results/{dataset}/simulate/particles.star",
-            simulated_mask="results/{dataset}/simulate/mask.mrc",
-            simulated_consensus="results/{dataset}/simulate/consensus.mrc",
+            unpack(ground_truth_files),
             prep_info="results/{dataset}/prep/prep.json",
             particles="results/{dataset}/prep/particles.star",
             checkpoint=f"{SWEEP_POINT}/train/checkpoints/checkpoint_last.pt",

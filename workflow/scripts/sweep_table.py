@@ -18,8 +18,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-# recon.json keys read into the table: column name → key
-RECON_COLUMNS = {"fsc0143_flex_A": "fsc0143_A", "fsc0143_rigid_A": "noflex_fsc0143_A"}
+# recon.json "resolution_0143_A" entries (masked FSC) read into the table: column → key
+RECON_COLUMNS = {"fsc0143_flex_A": "flex_masked", "fsc0143_rigid_A": "noflex_masked"}
 
 
 def point_row(point: dict, train_json, latents_npy, recon_json=None, evaluation_json=None) -> dict:
@@ -34,14 +34,15 @@ def point_row(point: dict, train_json, latents_npy, recon_json=None, evaluation_
     for k in range(z.shape[1]):
         row[f"latent_sd_z{k + 1}"] = float(z[:, k].std())
     if recon_json is not None:
-        recon = json.loads(Path(recon_json).read_text())
+        resolutions = json.loads(Path(recon_json).read_text())["resolution_0143_A"]
         for column, key in RECON_COLUMNS.items():
-            row[column] = recon.get(key, np.nan)
+            row[column] = resolutions.get(key, np.nan)
     if evaluation_json is not None:
         ev = json.loads(Path(evaluation_json).read_text())
         for m, rho in enumerate(ev["spearman_best"]):
             row[f"spearman_rho_motion{m + 1}"] = rho
-        row["gt_maps_generated_better"] = f"{ev['generated_better']}/{ev['n_maps']}"
+        for key in sorted(k for k in ev if k.startswith("generated_better")):
+            row[f"gt_maps_{key}"] = f"{ev[key]}/{ev['n_maps']}"
     return row
 
 

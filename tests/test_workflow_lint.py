@@ -1,0 +1,159 @@
+"""Static checks of the workflow: `snakemake --lint`, snakefmt, dry runs with each profile
+and with the sweep, the profiles' content, and the rules' layout (logs, benchmarks,
+resources, conda envs, thin scripts)."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "workflow_config"))
+from snakemake_cli import ROOT, planned_jobs, run_snakemake  # noqa: E402
+
+CONFIG = ROOT / "config" / "config.yaml"
+SWEEP = ROOT / "config" / "sweeps" / "rigidity.yaml"
+PROFILES = {name: ROOT / "profiles" / name for name in ("local", "slurm")}
+RULES = ROOT / "workflow" / "rules"
+SCRIPTS = ROOT / "workflow" / "scripts"
+STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "report"]
+GPU_RULES = {"train", "generate", "reconstruct"}
+
+
+@pytest.mark.parametrize("configfiles", [(CONFIG,), (CONFIG, SWEEP)], ids=["demo", "sweep"])
+def test_snakemake_lint_passes(tmp_path, configfiles):
+    result = run_snakemake(tmp_path, "--lint", configfiles=configfiles, check=False, timeout=120)
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "Congratulations, your workflow is in a good condition!" in result.stdout
+
+
+def test_snakefmt_leaves_the_workflow_unchanged():
+    snakefmt = shutil.which("snakefmt") or str(Path(sys.executable).with_name("snakefmt"))
+    if not Path(snakefmt).exists():
+        pytest.skip("snakefmt is not installed (pip install -e '.[dev]')")
+    result = subprocess.run([snakefmt, "--check", str(ROOT / "workflow")], capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("profile", sorted(PROFILES))
+def test_dry_run_with_each_profile(tmp_path, profile):
+    result = run_snakemake(tmp_path, "-n", "--profile", PROFILES[profile], configfiles=(CONFIG,),
+                           timeout=120)
+    jobs = planned_jobs(result.stdout)
+    assert {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate",
+            "provenance"} <= set(jobs), result.stdout[-3000:]
+    if profile == "slurm":
+        train = result.stdout.split("rule train:")[1].split("\n\n")[0]
+        assert "gpu=1" in train and "mem_mb=64000" in train and "runtime=1440" in train
+
+
+def test_slurm_dry_run_works_without_slurm_installed(tmp_path):
+    """-n with the Slurm profile needs no sbatch/squeue (e.g. on a laptop)."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "HOME": str(tmp_path)}
+    for tool in ("sbatch", "squeue", "sacct", "sinfo"):
+        found = shutil.which(tool, path=env["PATH"])
+        if found:
+            pytest.skip(f"{tool} is installed at {found}")
+    run_snakemake(tmp_path, "-n", "--profile", PROFILES["slurm"], configfiles=(CONFIG,),
+                  timeout=120, env=env)
+
+
+def test_sweep_dry_run_plans_one_training_per_point(tmp_path):
+    result = run_snakemake(tmp_path, "-n", configfiles=(CONFIG, SWEEP), timeout=120)
+    jobs = planned_jobs(result.stdout)
+    assert jobs["sweep_train"] == 3 and jobs["sweep_reconstruct"] == 3
+    assert jobs["sweep_evaluate"] == 3 and jobs["sweep_summary"] == 1
+    assert "sweep_mesh" not in jobs  # only training parameters swept: one shared mesh
+    for value in ("0.5", "2.0", "8.0"):
+        assert f"results/demo/sweep/rigidity/rigidity_lambda~{value}/train/train.json" in result.stdout
+
+
+def profile(name: str) -> dict:
+    return yaml.safe_load((PROFILES[name] / "config.v8+.yaml").read_text())
+
+
+def test_every_profile_key_is_commented():
+    for name, folder in PROFILES.items():
+        lines = (folder / "config.v8+.yaml").read_text().splitlines()
+        for i, line in enumerate(lines):
+            if re.match(r"^[a-z-]+:", line):
+                above = lines[i - 1].strip() if i else ""
+                assert above.startswith("#"), f"profiles/{name}: key '{line}' has no comment"
+
+
+def test_local_profile_runs_one_gpu_job_at_a_time():
+    p = profile("local")
+    assert p["resources"] == {"gpu": 1}
+    assert p["cores"] == "all"
+
+
+def test_slurm_profile_uses_the_plugin_and_gpu_resources():
+    p = profile("slurm")
+    assert p["executor"] == "slurm"
+    text = (PROFILES["slurm"] / "config.v8+.yaml").read_text()
+    assert "slurm_extra" not in re.sub(r"#.*", "", text), "GPUs must not go through slurm_extra"
+    assert "CHANGE_ME" in p["default-resources"]["slurm_partition"]
+    assert "CHANGE_ME" in p["default-resources"]["slurm_account"]
+    assert re.search(r"^# slurm-status-command: squeue", text, re.M)
+    res = p["set-resources"]
+    for rule in GPU_RULES:
+        assert res[rule]["gpu"] == 1 and res[rule]["mem_mb"] > 0 and res[rule]["runtime"] > 0
+    for rule in ("train", "reconstruct", "mesh", "evaluate"):
+        assert res[f"sweep_{rule}"] == res[rule], f"sweep_{rule} differs from {rule}"
+    for rule in set(res) - GPU_RULES - {"sweep_train", "sweep_reconstruct"}:
+        assert "gpu" not in res[rule], f"{rule} asks for a GPU"
+
+
+def rule_blocks() -> dict[str, str]:
+    blocks = {}
+    for smk in RULES.glob("*.smk"):
+        for part in re.split(r"\n(?=\s*(?:rule|use rule) )", smk.read_text()):
+            m = re.match(r"\s*rule (\w+):", part)
+            if m:
+                blocks[m.group(1)] = part
+    return blocks
+
+
+def test_snakefile_is_a_table_of_contents():
+    text = (ROOT / "workflow" / "Snakefile").read_text()
+    assert 'configfile: "config/config.yaml"' in text
+    for stage in STAGES:
+        assert f'include: "rules/{stage}.smk"' in text
+    assert re.search(r"rule all:\n(    default_target: True\n)?    input:\n        final_outputs\(\),", text)
+    assert "validate(config" in (RULES / "common.smk").read_text()
+
+
+def test_every_rule_has_log_benchmark_resources_conda_and_a_script():
+    blocks = rule_blocks()
+    assert {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate",
+            "provenance"} <= set(blocks)
+    for name, block in blocks.items():
+        assert "log:" in block, f"rule {name} has no log"
+        assert re.search(r'script:\n\s+"\.\./scripts/\w+\.py"', block), f"rule {name}: no script"
+        assert re.search(r'conda:\n\s+"\.\./\.\./envs/flexcore-(cpu|cuda)\.yaml"', block)
+        if name in ("provenance", "sweep_summary"):
+            continue  # local bookkeeping rules
+        assert "benchmark:" in block, f"rule {name} has no benchmark"
+        assert re.search(r"mem_mb=\d+", block) and re.search(r"runtime=\d+", block), name
+        assert ("gpu=1" in block) == (name in GPU_RULES), f"rule {name}: gpu resource"
+
+
+def test_scripts_are_thin_and_log_stderr_first():
+    for script in SCRIPTS.glob("*.py"):
+        if script.name == "sweep_table.py":
+            continue  # the library the sweep_summary script calls
+        text = script.read_text()
+        code = [line for line in text.splitlines() if line.strip()]
+        assert len(text.splitlines()) <= 40, f"{script.name} is longer than 40 lines"
+        first = next(i for i, line in enumerate(code) if line.startswith(("import", "from")))
+        assert code[first] == "import sys"
+        assert code[first + 1] == 'sys.stderr = open(snakemake.log[0], "w", buffering=1)', \
+            f"{script.name} must send stderr to the log before anything else"

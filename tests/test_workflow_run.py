@@ -1,0 +1,240 @@
+"""The whole workflow run for real at CI size (tests/workflow_config/tiny.yaml).
+
+One completed run is shared by the module: its outputs are checked, the report is built
+from it, re-running it does nothing, deleting a training output re-runs only what depends
+on it, and a sweep of two values runs on top of it (in a copy). Separately: a rule that
+fails leaves its log and no outputs, and the same config and seeds give byte-identical
+simulation and prep outputs.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent / "workflow_config"))
+from snakemake_cli import TINY_CONFIG, planned_jobs, run_snakemake  # noqa: E402
+
+pytestmark = pytest.mark.workflow
+
+TINY = yaml.safe_load(TINY_CONFIG.read_text())
+BOX = TINY["simulate"]["box"]
+N = TINY["simulate"]["n_particles"]
+RULES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate", "provenance"]
+FINAL = {
+    "simulate": ["particles.star", "particles.mrcs", "consensus.mrc", "mask.mrc",
+                 "moving_mask.mrc", "ground_truth.json", "ground_truth.csv", "gt/map_00.mrc"],
+    "prep": ["particles.star", "particles.mrcs", "consensus.mrc", "prep.json"],
+    "mesh": ["mesh.npz", "mask.mrc", "mask_soft.mrc", "mesh_slices.png", "mesh.pdb", "mesh.cxc",
+             "mesh_summary.json"],
+    "train": ["checkpoints/checkpoint_last.pt", "latents.npy", "latents.star", "latents.cs",
+              "history.json", "loss.png", "latents.png", "examples.png", "train.json"],
+    "generate": ["series_z1.gif", "series_z1.png", "series_z1.cxc", "generate.json"],
+    "reconstruct": ["flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc",
+                    "flex_map_sharp.mrc", "noflex_map.mrc", "noflex_map_half_A.mrc",
+                    "noflex_map_half_B.mrc", "fsc.tsv", "fsc.png", "lbfgs.tsv", "recon.json"],
+    "evaluation": ["evaluation.json", "evaluation.tsv"],
+}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """The tiny workflow run to completion once (about 2 minutes on 2 cores)."""
+    work = tmp_path_factory.mktemp("tiny_run")
+    t0 = time.time()
+    result = run_snakemake(work, "--cores", "2", timeout=1200)
+    return SimpleNamespace(work=work, results=work / "results" / "tiny", output=result.stdout,
+                           seconds=time.time() - t0)
+
+
+def copy_run(run, destination: Path) -> Path:
+    """A copy of a finished run's working directory (results and .snakemake metadata, with
+    their modification times)."""
+    shutil.copytree(run.work, destination, symlinks=True)
+    return destination
+
+
+def read_map(path):
+    from flexcore.io import read_map as read
+
+    return read(path)[0]
+
+
+def test_every_final_output_exists(tiny_run):
+    missing = [f"{stage}/{name}" for stage, names in FINAL.items() for name in names
+               if not (tiny_run.results / stage / name).is_file()
+               or (tiny_run.results / stage / name).stat().st_size == 0]
+    assert not missing, f"missing or empty: {missing}"
+    for rule in RULES:
+        assert (tiny_run.results / "logs" / f"{rule}.log").is_file(), rule
+    for rule in set(RULES) - {"provenance"}:
+        bench = (tiny_run.results / "benchmarks" / f"{rule}.tsv").read_text().splitlines()
+        assert bench[0].startswith("s\th:m:s\tmax_rss") and len(bench) == 2, rule
+
+
+def test_maps_are_finite_and_at_the_right_box(tiny_run):
+    r = tiny_run.results
+    for path in [r / "prep/consensus.mrc", r / "reconstruct/flex_map.mrc",
+                 r / "reconstruct/noflex_map.mrc", r / "generate/series_z1/frame_002.mrc"]:
+        vol = read_map(path)
+        assert vol.shape == (BOX,) * 3, path
+        assert np.isfinite(vol).all() and vol.std() > 0, path
+
+
+def test_training_outputs_are_sensible(tiny_run):
+    r = tiny_run.results / "train"
+    history = json.loads((r / "history.json").read_text())
+    assert [h["epoch"] for h in history] == list(range(1, TINY["train"]["epochs"] + 1))
+    final = history[-1]
+    assert np.isfinite(final["val_nll_flow"]) and np.isfinite(final["val_nll_rigid"])
+    z = np.load(r / "latents.npy")
+    assert z.shape == (N, TINY["train"]["latent_dim"])
+    assert np.isfinite(z).all() and np.abs(z).max() < 1.5 and z.std() > 0
+    frames = sorted((tiny_run.results / "generate" / "series_z1").glob("frame_*.mrc"))
+    assert len(frames) == TINY["generate"]["n_frames"]
+    from PIL import Image
+
+    with Image.open(tiny_run.results / "generate" / "series_z1.gif") as gif:
+        assert gif.n_frames > 1
+
+
+def test_reconstruction_and_evaluation_are_sensible(tiny_run):
+    recon = json.loads((tiny_run.results / "reconstruct" / "recon.json").read_text())
+    nyquist = 2 * TINY["simulate"]["pixel_size_A"]
+    for kind in ("flex_masked", "noflex_masked"):
+        res = recon["resolution_0143_A"][kind]
+        assert nyquist <= res < 4 * nyquist, f"{kind} FSC 0.143 at {res} Å"
+    assert recon["parameters"]["iterations"] == TINY["reconstruct"]["iterations"]
+    table = (tiny_run.results / "evaluation" / "evaluation.tsv").read_text().splitlines()
+    header = table[0].split("\t")
+    assert {"gt_map", "n_particles", "spearman_best"} <= set(header)
+    generated = [c for c in header if c.startswith("fsc_") and c.endswith("_generated")]
+    assert generated and all(c.replace("_generated", "_consensus") in header for c in generated)
+    assert 1 <= len(table) - 1 <= TINY["simulate"]["n_gt_maps"]
+    rho = float(table[1].split("\t")[header.index("spearman_best")])
+    assert 0 <= rho <= 1
+
+
+def test_provenance_records_config_seeds_and_versions(tiny_run):
+    prov = yaml.safe_load((tiny_run.results / "provenance.yaml").read_text())
+    assert prov["config"]["dataset"] == "tiny"
+    assert prov["config"]["train"]["epochs"] == TINY["train"]["epochs"]
+    assert prov["config"]["train"]["lr_flow_start"] == 0.005  # schema default filled in
+    assert prov["seeds"] == {"simulate": 0, "prep": 0, "train": 0, "reconstruct": 0}
+    for key in ("flexcore", "torch", "snakemake", "python", "git_commit", "time"):
+        assert key in prov, key
+    assert prov["snakemake"].startswith("9.")
+
+
+def test_report_has_every_result_with_captions(tiny_run):
+    report = tiny_run.work / "report.html"
+    run_snakemake(tiny_run.work, "--report", report, timeout=300)
+    html = report.read_text(errors="replace")
+    assert len(html) > 100_000
+    for name in ["fsc.png", "loss.png", "latents.png", "examples.png", "mesh_slices.png",
+                 "series_z1.gif", "series_z1.png", "evaluation.tsv", "provenance.yaml"]:
+        assert name in html, f"{name} is not in the report"
+    for caption in ["Gold-standard Fourier shell correlation", "Ground-truth evaluation",
+                    "validation NLL of held-out", "Motion along one latent dimension"]:
+        assert caption in html, f"caption '{caption}' is not in the report"
+
+
+def test_rerun_after_completion_does_nothing(tiny_run):
+    result = run_snakemake(tiny_run.work, "--cores", "2", timeout=300)
+    assert "Nothing to be done" in result.stdout, result.stdout[-2000:]
+
+
+def test_deleting_a_training_output_reruns_only_its_dependents(tiny_run, tmp_path):
+    work = copy_run(tiny_run, tmp_path / "copy")
+    (work / "results" / "tiny" / "train" / "latents.npy").unlink()
+    result = run_snakemake(work, "-n", "--cores", "2", timeout=300)
+    assert planned_jobs(result.stdout) == {"train": 1, "generate": 1, "reconstruct": 1,
+                                           "evaluate": 1, "all": 1}, result.stdout[-3000:]
+
+
+def test_failing_rule_leaves_its_log_and_no_outputs(tiny_run, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("particles.star", "particles.mrcs"):
+        shutil.copy(tiny_run.results / "simulate" / name, data / name)
+    broken = data / "consensus.mrc"
+    broken.write_bytes(b"this is not an MRC file\n" * 64)
+    config = tmp_path / "broken.yaml"
+    config.write_text(yaml.safe_dump({
+        "dataset": "broken",
+        "input": {"source": "files", "particles": str(data / "particles.star"),
+                  "consensus_map": str(broken)},
+    }))
+    result = run_snakemake(tmp_path, "--cores", "2", "results/broken/prep/prep.json",
+                           configfiles=(TINY_CONFIG, config), check=False, timeout=300)
+    assert result.returncode != 0
+    assert "Error in rule prep" in result.stdout
+    log = tmp_path / "results" / "broken" / "logs" / "prep.log"
+    assert log.is_file()
+    text = log.read_text()
+    assert str(broken) in text or "consensus.mrc" in text, text[-2000:]
+    assert "Error" in text or "error" in text
+    prep = tmp_path / "results" / "broken" / "prep"
+    left = sorted(p.name for p in prep.rglob("*")) if prep.exists() else []
+    assert not left, f"prep left files behind: {left}"
+
+
+def test_same_config_and_seeds_give_identical_simulation_and_prep(tiny_run, tmp_path):
+    run_snakemake(tmp_path, "--cores", "2", "results/tiny/prep/prep.json", timeout=600)
+    again = tmp_path / "results" / "tiny"
+    volatile = {"time", "seconds", "command", "source_particles", "source_map"}
+    compared = 0
+    for stage in ("simulate", "prep"):
+        for first in sorted((tiny_run.results / stage).rglob("*")):
+            if not first.is_file() or first.name.startswith(".snakemake"):
+                continue
+            second = again / stage / first.relative_to(tiny_run.results / stage)
+            if first.suffix == ".json":
+                a, b = (json.loads(p.read_text()) for p in (first, second))
+                for record in (a, b):
+                    for key in volatile & set(record):
+                        record.pop(key)
+                assert a == b, f"{stage}/{first.name} differs"
+            else:
+                assert first.read_bytes() == second.read_bytes(), f"{stage}/{first.name} differs"
+            compared += 1
+    assert compared >= 16
+
+
+def test_sweep_of_two_values_runs_and_compares_the_points(tiny_run, tmp_path):
+    work = copy_run(tiny_run, tmp_path / "sweep")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(yaml.safe_dump({"sweep": {
+        "name": "ci", "parameters": {"rigidity_lambda": [0.5, 8.0]}, "reconstruct": True}}))
+    result = run_snakemake(work, "--cores", "2", configfiles=(TINY_CONFIG, sweep), timeout=1200)
+    jobs = planned_jobs(result.stdout)
+    assert jobs.get("sweep_train") == 2 and jobs.get("sweep_reconstruct") == 2
+    assert not {"simulate", "prep", "mesh", "train"} & set(jobs), jobs  # main run reused
+    root = work / "results" / "tiny" / "sweep" / "ci"
+    for value in ("0.5", "8.0"):
+        point = root / f"rigidity_lambda~{value}"
+        assert (point / "train" / "train.json").is_file()
+        assert (point / "reconstruct" / "recon.json").is_file()
+        trained = json.loads((point / "train" / "train.json").read_text())
+        assert trained["parameters"]["rigidity_lambda"] == float(value)
+    import pandas as pd
+
+    table = pd.read_csv(root / "summary.tsv", sep="\t")
+    assert table["rigidity_lambda"].tolist() == [0.5, 8.0]
+    for column in ("val_nll_flow", "val_nll_rigid", "val_nll_gain", "latent_sd_z1",
+                   "fsc0143_flex_A", "fsc0143_rigid_A", "spearman_rho_motion1"):
+        assert column in table and table[column].notna().all(), column
+    assert (root / "summary.png").stat().st_size > 10_000
+    prov = yaml.safe_load((root / "provenance.yaml").read_text())
+    assert [p["rigidity_lambda"] for p in prov["sweep_points"]] == [0.5, 8.0]
+    report = work / "report.html"
+    run_snakemake(work, "--report", report, configfiles=(TINY_CONFIG, sweep), timeout=300)
+    assert "summary.tsv" in report.read_text(errors="replace")
