@@ -52,8 +52,8 @@ def evaluate_training(sim_dir, prep_dir, checkpoint, mesh=None, window: float = 
 
     # the canonical map as the generator sees it, deformed at median latents
     vol = band_limit_resample_3d(model.volume.float(), model.box, model.k_max)
-    vol = vol * torch.as_tensor(model.mesh.mask_soft)
-    deformer = VolumeDeformer(model, vol, model.pixel_size_A, supersample=2, device="cpu")
+    deformer = VolumeDeformer(model, vol, model.pixel_size_A, supersample=2, device="cpu",
+                              keep_outside=False)
     from .fourier import fourier_crop
 
     def to_train_box(path):

@@ -81,10 +81,13 @@ def series_points(model: TrainedModel, dim: int, n_frames: int, radius: float | 
 
 
 class VolumeDeformer:
-    """Convects a map on some box under the model's flow (mesh upscaled to that box)."""
+    """Convects a map on some box under the model's flow (mesh upscaled to that box).
+
+    The map times the (upscaled) soft mask moves; ``keep_outside`` keeps the rest in place.
+    """
 
     def __init__(self, model: TrainedModel, volume: torch.Tensor, pixel_size_A: float,
-                 supersample: int, device):
+                 supersample: int, device, keep_outside: bool = True):
         self.model = model
         self.box = int(volume.shape[-1])
         self.scale = self.box / model.box
@@ -97,9 +100,13 @@ class VolumeDeformer:
         soft = torch.as_tensor(mesh.mask_soft, device=device, dtype=torch.float32).flatten()
         flat = volume.to(device).flatten()
         self.density = flat[self.voxel_index] * soft[self.voxel_index]
-        # what lies outside the mesh stays where it is (only inside the mask moves)
-        static = flat.clone()
-        static[self.voxel_index] = flat[self.voxel_index] * (1 - soft[self.voxel_index])
+        # with ``keep_outside`` (a user's map) what lies outside the soft mask stays where it
+        # is; the canonical map has no meaning there, so it is left out
+        if keep_outside:
+            static = flat.clone()
+            static[self.voxel_index] = flat[self.voxel_index] * (1 - soft[self.voxel_index])
+        else:
+            static = torch.zeros_like(flat)
         self.static = static.view(volume.shape)
         self.supersample = supersample
         self.device = device
@@ -189,8 +196,8 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
     else:
         psize = model.pixel_size_A
         volume = band_limit_resample_3d(model.volume.float(), model.box, model.k_max)
-        volume = volume * torch.as_tensor(model.mesh.mask_soft, device=volume.device)
-    deformer = VolumeDeformer(model, volume, psize, supersample, dev)
+    deformer = VolumeDeformer(model, volume, psize, supersample, dev,
+                              keep_outside=highres_map is not None)
     if latents_file is not None:
         series = {"custom": read_latent_points(latents_file, model.latent_dim)}
     else:
