@@ -129,7 +129,7 @@ def run_prep(
     if resplit or (half < 0).any():
         rng = np.random.default_rng(seed)
         half = rng.permutation(np.arange(n) % 2).astype(np.int8)
-        half_origin = "random (seed %d)" % seed
+        half_origin = f"random (seed {seed})"
     train_psize = psize * crop / train_box
 
     vol_t = torch.from_numpy(volume)

@@ -129,8 +129,10 @@ class StackWriter:
             if exc_type is None:
                 self._mrc.update_header_stats()
             self._mrc.close()
-        finally:
-            return self._ctx.__exit__(exc_type, exc, tb)
+        except BaseException as err:  # closing failed: drop the temporary file, re-raise
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
+        return self._ctx.__exit__(exc_type, exc, tb)
 
 
 class StackReader:
