@@ -56,8 +56,8 @@ def read_latent_points(path, k: int) -> np.ndarray:
         except ValueError:
             z = np.array([[float(v) for v in r] for r in rows[1:]])  # header row
     else:
-        from .train.step import read_init_latents
         from .io import read_particles
+        from .train.step import read_init_latents
 
         n = len(read_particles(path))
         z = read_init_latents(path, n, k)

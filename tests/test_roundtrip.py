@@ -13,7 +13,14 @@ import torch.nn.functional as F
 from flexcore.ctf import calculate_ctf_2d
 from flexcore.fourier import shift_phase_2d
 from flexcore.fsc import fsc_curve
-from flexcore.io import OpticsGroup, ParticleTable, read_particles, write_cs, write_stack, write_star
+from flexcore.io import (
+    OpticsGroup,
+    ParticleTable,
+    read_particles,
+    write_cs,
+    write_stack,
+    write_star,
+)
 from flexcore.recon.rigid import reconstruct_particles
 from flexcore.rotations import random_rotations
 from flexcore.simulate.phantom import make_phantom

@@ -29,10 +29,10 @@ from scipy.spatial.transform import Rotation
 from ..ctf import calculate_ctf_2d
 from ..errors import ConfigError
 from ..fourier import lowpass_volume, shift_phase_2d
+from ..fsc import resolution_at
 from ..io import OpticsGroup, ParticleTable, StackWriter, write_map
 from ..masks import cosine_falloff
 from ..recon.rigid import FourierAccumulator, reconstruct_halves
-from ..fsc import resolution_at
 from ..rotations import random_rotations
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger

@@ -50,7 +50,7 @@ def provenance(step: str, params: dict | None = None) -> dict:
         "host": platform.node(),
         "git_commit": _git_commit(Path.cwd()) or _git_commit(here),
         "command": " ".join(sys.argv),
-        "time": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "time": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
     }
 
 
