@@ -57,7 +57,8 @@ def install_slurm() -> None:
         return
     if os.geteuid() != 0 or shutil.which("apt-get") is None:
         pytest.skip(f"Slurm is not installed ({', '.join(missing)} missing) and cannot be "
-                    f"installed here (needs root and apt-get): apt-get install {' '.join(PACKAGES)}")
+                    f"installed here (needs root and apt-get): "
+                    f"apt-get install {' '.join(PACKAGES)}")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     install = ["apt-get", "install", "-y", "-q", "--no-install-recommends", *PACKAGES]
     try:
@@ -68,7 +69,8 @@ def install_slurm() -> None:
     except subprocess.TimeoutExpired:
         pytest.skip(f"apt-get install {' '.join(PACKAGES)} took longer than 10 minutes")
     if done.returncode != 0:
-        pytest.skip(f"apt-get install {' '.join(PACKAGES)} failed:\n{tail(done.stdout + done.stderr, 15)}")
+        pytest.skip(f"apt-get install {' '.join(PACKAGES)} failed:\n"
+                    f"{tail(done.stdout + done.stderr, 15)}")
 
 
 def free_port() -> int:
@@ -118,7 +120,8 @@ ReturnToService=2
 MinJobAge=900
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName={host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory={NODE_MEMORY_MB} Gres=gpu:1 State=UNKNOWN
+NodeName={host} NodeAddr=127.0.0.1 CPUs={NODE_CPUS} RealMemory={NODE_MEMORY_MB} \
+Gres=gpu:1 State=UNKNOWN
 PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """)
     return paths

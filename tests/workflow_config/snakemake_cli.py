@@ -40,7 +40,8 @@ def run_snakemake(workdir, *args, configfiles=(TINY_CONFIG,), timeout: float = 6
         raise AssertionError(f"snakemake did not finish in {timeout:.0f} s: {' '.join(cmd)}\n"
                              f"{tail(out)}") from None
     if check and proc.returncode != 0:
-        raise AssertionError(f"snakemake exited with {proc.returncode}: {' '.join(cmd)}\n{tail(out)}")
+        raise AssertionError(f"snakemake exited with {proc.returncode}: {' '.join(cmd)}\n"
+                             f"{tail(out)}")
     return subprocess.CompletedProcess(cmd, proc.returncode, out, "")
 
 

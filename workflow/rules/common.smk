@@ -41,23 +41,17 @@ def check_user_files(cfg):
 
 def check_config_consistency(cfg):
     """Options that exclude or need each other (beyond what the schema can say)."""
-    sim, prep = cfg["simulate"], cfg["prep"]
-    if (
-        cfg["input"]["source"] == "simulate"
-        and sim["use_mask"]
-        and not cfg["input"]["mask"]
-    ):
-        if prep["train_box"] != sim["box"] or prep["crop_box"] not in (
-            None,
-            sim["box"],
-        ):
-            fail_config(
-                "simulate.use_mask",
-                f"the simulated mask is {sim['box']} px, so it needs prep.train_box = "
-                f"{sim['box']} and no prep.crop_box (got {prep['train_box']}, "
-                f"{prep['crop_box']}); or set simulate.use_mask: false",
-            )
-    gen = cfg["generate"]
+    sim, prep, gen = cfg["simulate"], cfg["prep"], cfg["generate"]
+    simulated_mask = cfg["input"]["source"] == "simulate" and not cfg["input"]["mask"]
+    no_crop = prep["crop_box"] in (None, sim["box"])
+    same_box = prep["train_box"] == sim["box"] and no_crop
+    if simulated_mask and sim["use_mask"] and not same_box:
+        fail_config(
+            "simulate.use_mask",
+            f"the simulated mask is {sim['box']} px, so it needs prep.train_box = "
+            f"{sim['box']} and no prep.crop_box (got {prep['train_box']}, "
+            f"{prep['crop_box']}); or set simulate.use_mask: false",
+        )
     if gen["from_reconstruction"] and gen["highres_map"]:
         fail_config("generate.from_reconstruction", "excludes generate.highres_map")
     if gen["from_reconstruction"] and not cfg["reconstruct"]["enabled"]:
@@ -200,28 +194,6 @@ def seeds():
 
 # ---------------------------------------------------------------- targets
 
-TRAIN_FILES = [
-    "checkpoints/checkpoint_last.pt",
-    "latents.npy",
-    "latents.star",
-    "latents.cs",
-    "history.json",
-    "loss.png",
-    "latents.png",
-    "examples.png",
-    "train.json",
-]
-RECONSTRUCT_FILES = [
-    "flex_map.mrc",
-    "flex_map_half_A.mrc",
-    "flex_map_half_B.mrc",
-    "flex_map_sharp.mrc",
-    "fsc.tsv",
-    "fsc.png",
-    "lbfgs.tsv",
-    "recon.json",
-]
-
 
 def rigid_baseline_files(folder):
     """The zero-flow baseline maps in folder (when reconstruct.rigid_baseline is on)."""
@@ -231,21 +203,25 @@ def rigid_baseline_files(folder):
     return [f"{folder}/{name}" for name in names]
 
 
-def dataset_outputs(dataset):
-    """Final files of one dataset: training, series, reconstruction, evaluation, provenance."""
-    root = f"results/{dataset}"
-    out = [f"{root}/provenance.yaml", f"{root}/mesh/mesh_slices.png"]
-    out += [f"{root}/train/{name}" for name in TRAIN_FILES]
-    out += [f"{root}/generate/series_{s}.gif" for s in series_names()]
-    out.append(f"{root}/generate/generate.json")
+def dataset_stages():
+    """The rules that make up one dataset's results, as the config asks for them."""
+    stages = ["simulate"] if is_simulated() else []
+    stages += ["prep", "mesh", "train", "generate", "provenance"]
     if config["reconstruct"]["enabled"]:
-        out += [f"{root}/reconstruct/{name}" for name in RECONSTRUCT_FILES]
-        out += rigid_baseline_files(f"{root}/reconstruct")
+        stages.append("reconstruct")
     if evaluation_wanted():
-        out.append(f"{root}/evaluation/evaluation.tsv")
-    return out
+        stages.append("evaluate")
+    return stages
 
 
 def final_outputs():
-    """Everything `snakemake` builds by default: the dataset and, if configured, the sweep."""
-    return dataset_outputs(config["dataset"]) + sweep_outputs(config["dataset"])
+    """Everything `snakemake` builds by default: every output of each stage of the dataset
+    (so a deleted or outdated file is made again) and, if configured, the sweep summary.
+    """
+    dataset = config["dataset"]
+    files = [
+        path
+        for stage in dataset_stages()
+        for path in expand(getattr(rules, stage).output, dataset=dataset)
+    ]
+    return files + sweep_outputs(dataset)

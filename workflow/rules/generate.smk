@@ -8,12 +8,12 @@ rule generate:
         movies=report(
             series_files("results/{dataset}/generate", ".gif"),
             caption="../report/series_movie.rst",
-            category="4. Motion",
+            category="3. Motion",
         ),
         strips=report(
             series_files("results/{dataset}/generate", ".png"),
             caption="../report/series_strip.rst",
-            category="4. Motion",
+            category="3. Motion",
         ),
         chimerax=series_files("results/{dataset}/generate", ".cxc"),
         summary="results/{dataset}/generate/generate.json",

@@ -9,7 +9,7 @@ rule mesh:
         slices=report(
             "results/{dataset}/mesh/mesh_slices.png",
             caption="../report/mesh_slices.rst",
-            category="2. Mesh",
+            category="1. Mesh",
         ),
         pdb="results/{dataset}/mesh/mesh.pdb",
         chimerax="results/{dataset}/mesh/mesh.cxc",

@@ -16,7 +16,7 @@ rule reconstruct:
         fsc_plot=report(
             "results/{dataset}/reconstruct/fsc.png",
             caption="../report/fsc.rst",
-            category="5. Reconstruction",
+            category="4. Reconstruction",
         ),
         lbfgs="results/{dataset}/reconstruct/lbfgs.tsv",
         summary="results/{dataset}/reconstruct/recon.json",

@@ -14,7 +14,7 @@ rule evaluate:
         table=report(
             "results/{dataset}/evaluation/evaluation.tsv",
             caption="../report/evaluation.rst",
-            category="6. Ground truth",
+            category="5. Ground truth",
         ),
     log:
         "results/{dataset}/logs/evaluate.log",

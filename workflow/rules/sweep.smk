@@ -76,12 +76,12 @@ if SWEEP is not None:
             table=report(
                 "results/{dataset}/sweep/{sweep}/summary.tsv",
                 caption="../report/sweep_table.rst",
-                category="8. Sweep",
+                category="6. Sweep",
             ),
             plot=report(
                 "results/{dataset}/sweep/{sweep}/summary.png",
                 caption="../report/sweep_plot.rst",
-                category="8. Sweep",
+                category="6. Sweep",
             ),
         log:
             "results/{dataset}/sweep/{sweep}/logs/summary.log",

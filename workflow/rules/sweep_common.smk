@@ -73,16 +73,21 @@ def outputs_moved_to(rule_output, folder):
 
 
 def sweep_point(wildcards):
-    """This point's parameter values {name: value}, typed as in the sweep file."""
-    return {
-        k: v.item() if hasattr(v, "item") else v
-        for k, v in SWEEP.instance(wildcards).items()
-    }
+    """This point's parameter values {name: value}, as typed in the sweep file (looked up
+    by folder name: Paramspace.instance would read the folder "multires~False" as True).
+    """
+    folder = SWEEP.wildcard_pattern.format(**wildcards)
+    for row in sweep_points_table():
+        if row["folder"] == folder:
+            return {k: v for k, v in row.items() if k != "folder"}
+    raise WorkflowError(f"{folder} is not a point of sweep {config['sweep']['name']}")
 
 
 def sweep_varies_mesh():
     """True when a mesh parameter is swept (then every point builds its own mesh)."""
-    return SWEEP is not None and any(sweep_stage_of(n) == "mesh" for n in SWEEP.columns)
+    return SWEEP is not None and any(
+        sweep_stage_of(n) == "mesh" for n in SWEEP.dataframe.columns
+    )
 
 
 def sweep_training_parameters(wildcards):
@@ -103,17 +108,10 @@ def sweep_mesh_parameters(wildcards):
     }
 
 
-def sweep_point_folder(wildcards):
-    """results/<dataset>/sweep/<name>/<point>: the folder of one point."""
-    return f"results/{wildcards.dataset}/sweep/{wildcards.sweep}/{SWEEP.wildcard_pattern}".format(
-        **wildcards
-    )
-
-
 def sweep_mesh(wildcards):
     """The mesh a point trains on: its own if mesh parameters are swept, else the dataset's."""
     if sweep_varies_mesh():
-        return f"{sweep_point_folder(wildcards)}/mesh/mesh.npz"
+        return f"{SWEEP_POINT.format(**wildcards)}/mesh/mesh.npz"
     return f"results/{wildcards.dataset}/mesh/mesh.npz"
 
 
@@ -145,15 +143,35 @@ def sweep_summary_inputs(wildcards):
 def sweep_points_table():
     """The points as rows {folder, parameter: value} (for the summary and provenance)."""
     rows = []
-    for pattern, (_, row) in zip(SWEEP.instance_patterns, SWEEP.iterrows()):
+    for pattern, (_, row) in zip(SWEEP.instance_patterns, SWEEP.dataframe.iterrows()):
         values = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
         rows.append({"folder": pattern, **values})
     return rows
 
 
+def sweep_point_stages():
+    """(rule, folder) of the stages each sweep point runs, as the config asks for them."""
+    stages = [("mesh", "mesh")] if sweep_varies_mesh() else []
+    stages.append(("train", "train"))
+    if config["sweep"]["reconstruct"]:
+        stages.append(("reconstruct", "reconstruct"))
+    if evaluation_wanted():
+        stages.append(("evaluate", "evaluation"))
+    return stages
+
+
 def sweep_outputs(dataset):
-    """Final files of the sweep: its summary table, plot and provenance (none without one)."""
+    """Final files of the sweep: every output of every point, the summary table and plot,
+    and the sweep's provenance (none without a sweep)."""
     if SWEEP is None:
         return []
     root = f"results/{dataset}/sweep/{config['sweep']['name']}"
-    return [f"{root}/summary.tsv", f"{root}/summary.png", f"{root}/provenance.yaml"]
+    files = [f"{root}/summary.tsv", f"{root}/summary.png", f"{root}/provenance.yaml"]
+    for point in SWEEP.instance_patterns:
+        for rule_name, folder in sweep_point_stages():
+            moved = outputs_moved_to(
+                getattr(rules, rule_name).output, f"{root}/{point}/{folder}"
+            )
+            for value in moved.values():
+                files += value if isinstance(value, list) else [value]
+    return files

@@ -16,17 +16,17 @@ rule train:
         loss=report(
             "results/{dataset}/train/loss.png",
             caption="../report/loss.rst",
-            category="3. Training",
+            category="2. Training",
         ),
         latent_plot=report(
             "results/{dataset}/train/latents.png",
             caption="../report/latents.rst",
-            category="3. Training",
+            category="2. Training",
         ),
         examples=report(
             "results/{dataset}/train/examples.png",
             caption="../report/examples.rst",
-            category="3. Training",
+            category="2. Training",
         ),
         summary="results/{dataset}/train/train.json",
     log:

@@ -65,17 +65,23 @@ def summarise_sweep(points: list[dict], files: dict[str, list], table_path,
 
 
 def plot_sweep(table: pd.DataFrame, path) -> None:
-    """One panel per metric (validation NLL gain, latent SD, FSC 0.143, Spearman ρ)."""
-    panels = [("val_nll_gain", "validation NLL gain\n(rigid − flow, per particle)")]
-    panels += [(c, f"latent SD {c.split('_')[-1]}") for c in table if c.startswith("latent_sd")]
-    panels += [(c, f"FSC 0.143 {c.split('_')[1]} (Å)") for c in RECON_COLUMNS if c in table]
-    panels += [(c, f"Spearman ρ {c.split('_')[-1]}") for c in table if c.startswith("spearman")]
-    labels = table["folder"].tolist()
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.2 * len(panels), 3.2), squeeze=False)
-    for ax, (column, title) in zip(axes[0], panels):
-        ax.plot(range(len(table)), table[column].astype(float), "o-")
+    """One panel per metric: validation NLL gain, latent SD, FSC 0.143 (flexible and rigid),
+    Spearman ρ; the points along x."""
+    panels = [("validation NLL gain\n(rigid − flow, per particle)", ["val_nll_gain"])]
+    panels.append(("latent spread (SD)", [c for c in table if c.startswith("latent_sd")]))
+    panels.append(("FSC 0.143 (Å, lower is better)", [c for c in RECON_COLUMNS if c in table]))
+    panels.append(("Spearman ρ with the true motion",
+                   [c for c in table if c.startswith("spearman")]))
+    panels = [(title, columns) for title, columns in panels if columns]
+    x = range(len(table))
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    for ax, (title, columns) in zip(axes[0], panels):
+        for column in columns:
+            ax.plot(x, table[column].astype(float), "o-", label=column)
+        if len(columns) > 1:
+            ax.legend(fontsize=7)
         ax.set_title(title, fontsize=9)
-        ax.set_xticks(range(len(table)), labels, rotation=30, ha="right", fontsize=8)
+        ax.set_xticks(x, table["folder"], rotation=30, ha="right", fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
