@@ -70,6 +70,15 @@ def read_mask(path, box: int, pixel_size_A: float | None = None) -> np.ndarray:
     return np.clip(mask, 0.0, 1.0)
 
 
+def _stamp(m) -> None:
+    """Replace mrcfile's time-stamped label with a fixed one, so the same data give the same
+    bytes (reproducible pipelines compare files byte for byte)."""
+    from .. import __version__
+
+    m.header.label[0] = f"flexcore {__version__}".encode()
+    m.header.nlabl = 1
+
+
 def write_map(path, volume: np.ndarray, voxel_size_A: float, origin_A=None) -> None:
     """Write a 3-D map (float32) with its voxel size, atomically.
 
@@ -86,6 +95,7 @@ def write_map(path, volume: np.ndarray, voxel_size_A: float, origin_A=None) -> N
             if origin_A is not None:
                 m.header.origin.x, m.header.origin.y, m.header.origin.z = origin_A
             m.update_header_stats()
+            _stamp(m)
 
 
 def write_stack(path, images: np.ndarray, pixel_size_A: float) -> None:
@@ -99,6 +109,7 @@ def write_stack(path, images: np.ndarray, pixel_size_A: float) -> None:
             m.set_image_stack()
             m.voxel_size = pixel_size_A
             m.update_header_stats()
+            _stamp(m)
 
 
 class StackWriter:
@@ -128,6 +139,7 @@ class StackWriter:
         try:
             if exc_type is None:
                 self._mrc.update_header_stats()
+                _stamp(self._mrc)
             self._mrc.close()
         except BaseException as err:  # closing failed: drop the temporary file, re-raise
             self._ctx.__exit__(type(err), err, err.__traceback__)
