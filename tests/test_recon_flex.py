@@ -87,8 +87,8 @@ def test_deformed_flex_map_is_closer_to_the_truth_than_the_rigid_map(data):
         z = np.median(model.latents[near], axis=0).astype(np.float32)
         truth, _ = read_map(root / "sim" / path)
         frame = deformer.frame(z)
-        rows.append([float(np.mean(fsc_curve(v, truth, mask=m)[1:top + 1]))
-                     for v, m in ((frame, moving), (rigid, moving), (frame, whole), (rigid, whole))])
+        pairs = ((frame, moving), (rigid, moving), (frame, whole), (rigid, whole))
+        rows.append([float(np.mean(fsc_curve(v, truth, mask=m)[1:top + 1])) for v, m in pairs])
     rows = np.array(rows)
     print("FSC with the truth (flex moving, rigid moving, flex whole, rigid whole):\n",
           np.round(rows, 3), "\nmeans", np.round(rows.mean(0), 3))
@@ -158,6 +158,7 @@ def test_with_the_true_deformation_only_the_moving_domain_changes(data):
     res = {name: [resolution_at(fsc_curve(a, b, mask=m), 0.143, psize) for m in (moving, whole)]
            for name, (a, b) in halves.items()}
     print(f"true deformation: half-map FSC 0.143 moving {res['oracle'][0]:.2f} Å (rigid "
-          f"{res['rigid'][0]:.2f} Å), whole {res['oracle'][1]:.2f} Å (rigid {res['rigid'][1]:.2f} Å)")
+          f"{res['rigid'][0]:.2f} Å), whole {res['oracle'][1]:.2f} Å "
+          f"(rigid {res['rigid'][1]:.2f} Å)")
     assert res["oracle"][0] < res["rigid"][0] - 0.2
     assert res["oracle"][1] <= res["rigid"][1] + 0.05

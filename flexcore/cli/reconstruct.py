@@ -31,7 +31,8 @@ def add_args(parser) -> None:
     parser.add_argument("--no-rigid-baseline", action="store_true",
                         help="skip the zero-flow (noflex) reconstruction")
     parser.add_argument("--bfactor", type=float, default=None,
-                        help="B-factor (Å², positive) removed when sharpening (default: Guinier fit)")
+                        help="B-factor (Å², positive) removed when sharpening "
+                             "(default: Guinier fit)")
     parser.add_argument("--aberrations", action="store_true",
                         help="apply beam tilt and odd/even Zernike terms of the optics groups")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")

@@ -56,9 +56,9 @@ def zernike_radial(m: int, n: int, rho: torch.Tensor) -> torch.Tensor:
     out = torch.zeros_like(rho)
     if (n - m) % 2:
         return out
+    fac = math.factorial
     for k in range((n - m) // 2 + 1):
-        c = ((-1) ** k * math.factorial(n - k)
-             / (math.factorial(k) * math.factorial((n + m) // 2 - k) * math.factorial((n - m) // 2 - k)))
+        c = (-1) ** k * fac(n - k) / (fac(k) * fac((n + m) // 2 - k) * fac((n - m) // 2 - k))
         out = out + c * rho ** (n - 2 * k)
     return out
 

@@ -12,8 +12,8 @@ cluster node) and reads from there; the copies are removed at the end.
 
 from __future__ import annotations
 
-import os
 import shutil
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -128,7 +128,8 @@ class ScratchCopy:
         try:
             base.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise ConfigError(f"scratch_dir = {str(scratch_dir)!r} cannot be created: {exc}") from exc
+            raise ConfigError(f"scratch_dir = {str(scratch_dir)!r} cannot be created: "
+                              f"{exc}") from exc
         free = shutil.disk_usage(base).free
         if need > 0.95 * free:
             raise ConfigError(f"scratch_dir = {str(scratch_dir)!r} has {free / 2**30:.2f} GiB free "
@@ -136,10 +137,14 @@ class ScratchCopy:
         t0 = time.time()
         self.folder = Path(tempfile.mkdtemp(prefix="flexcore_recon_", dir=base))
         mapping = {}
-        for i, (name, path) in enumerate(files):
-            target = self.folder / f"{i:05d}_{path.name}"
-            shutil.copyfile(path, target)
-            mapping[name] = str(target)
+        try:
+            for i, (name, path) in enumerate(files):
+                target = self.folder / f"{i:05d}_{path.name}"
+                shutil.copyfile(path, target)
+                mapping[name] = str(target)
+        except BaseException:
+            self.cleanup()
+            raise
         paths = np.array([mapping.get(str(p), str(p)) for p in table.image_paths], dtype=object)
         self.table = replace(table, image_paths=paths)
         log.info("copied %d stack file(s) (%.2f GiB) to scratch %s in %.1f s", len(files),
@@ -216,5 +221,5 @@ def peak_rss_GiB() -> float:
     """Peak resident memory of this process so far (GiB), from ``getrusage``."""
     import resource
 
-    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return kib * (1 if os.uname().sysname != "Darwin" else 1 / 1024) / 2**20
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    return peak / (2**30 if sys.platform == "darwin" else 2**20)

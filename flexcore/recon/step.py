@@ -39,16 +39,24 @@ HALF_NAMES = ("A", "B")
 
 def check_parameters(iterations, batch_size, ridge, seed, bfactor, device, scratch_dir) -> None:
     """Raise :class:`ConfigError` naming the first bad parameter."""
-    if isinstance(iterations, bool) or not isinstance(iterations, (int, np.integer)) or iterations < 0:
+    def is_int(v):
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    def is_number(v):
+        return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) \
+            and math.isfinite(v)
+
+    if not is_int(iterations) or iterations < 0:
         raise ConfigError(f"reconstruct.iterations = {iterations!r}: must be an integer ≥ 0")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+    if not is_int(batch_size) or batch_size < 1:
         raise ConfigError(f"reconstruct.batch_size = {batch_size!r}: must be an integer ≥ 1")
-    if not isinstance(ridge, (int, float)) or not math.isfinite(ridge) or ridge < 0:
+    if not is_number(ridge) or ridge < 0:
         raise ConfigError(f"reconstruct.ridge = {ridge!r}: must be a finite number ≥ 0")
-    if not isinstance(seed, (int, np.integer)):
+    if not is_int(seed):
         raise ConfigError(f"reconstruct.seed = {seed!r}: must be an integer")
-    if bfactor is not None and (not isinstance(bfactor, (int, float)) or not math.isfinite(bfactor)):
-        raise ConfigError(f"reconstruct.bfactor = {bfactor!r}: must be a finite number (Å²) or None")
+    if bfactor is not None and not is_number(bfactor):
+        raise ConfigError(f"reconstruct.bfactor = {bfactor!r}: must be a finite number (Å²) "
+                          "or None")
     if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
         raise ConfigError(f"reconstruct.device = {device!r}: must be auto, cpu, cuda or cuda:N")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
@@ -63,8 +71,9 @@ def check_model_matches_prep(model, info: dict, checkpoint, n_particles: int) ->
         raise InputFileError(checkpoint, f"model box {model.box} px differs from the prepared "
                                          f"particles' training box {info['train_box']} px")
     if abs(model.pixel_size_A - float(info["train_pixel_size_A"])) > 1e-3 * model.pixel_size_A:
-        raise InputFileError(checkpoint, f"model pixel size {model.pixel_size_A:.4f} Å differs from "
-                                         f"the prepared particles' {info['train_pixel_size_A']:.4f} Å")
+        raise InputFileError(checkpoint, f"model pixel size {model.pixel_size_A:.4f} Å differs "
+                                         f"from the prepared particles' "
+                                         f"{info['train_pixel_size_A']:.4f} Å")
     if model.latents.shape[0] != n_particles:
         raise InputFileError(checkpoint, f"has latents for {model.latents.shape[0]} particles but "
                                          f"the prepared folder holds {n_particles}")
@@ -132,6 +141,10 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     particles = load_recon_particles(prep_dir, info)
     check_model_matches_prep(model, info, checkpoint, len(particles))
     half, half_origin = choose_halves(particles.half_set, resplit, seed)
+    for h, name in enumerate(HALF_NAMES):
+        if not (half == h).any():
+            raise InputFileError(Path(prep_dir) / "particles.star",
+                                 f"half set {name} has no particles; both halves need particles")
     box, psize = int(info["crop_box"]), float(info["original_pixel_size_A"])
     scale = box / model.box
     mesh_hi = model.mesh if box == model.box else model.mesh.upscale(box)
@@ -159,6 +172,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     maps: dict[str, list[np.ndarray]] = {k: [] for k in kinds}
     runs: dict[str, list[dict]] = {}
     timings: dict[str, float] = {}
+    passes: dict[str, dict] = {}
     scratch = ScratchCopy(particles.source, particles.source_rows, scratch_dir) \
         if scratch_dir else None
     try:
@@ -169,17 +183,22 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
             stream = ImageStream(table, particles.source_rows[positions], box,
                                  float(info["image_sign"]), dev, in_ram=in_ram,
                                  label=f"half {name}: ")
-            x0 = wiener_start(op, particles, positions, stream, batch_size, label=f"half {name}: ")
-            timings[f"start_half_{name}_s"] = round(time.time() - t0, 2)
-            for kind, disp_fn in kinds.items():
-                t1 = time.time()
-                obj = HalfObjective(op, particles, positions, stream, disp_fn, ridge, batch_size,
-                                    label=f"{kind} half {name}: ")
-                res = solve_half(obj, x0, iterations)
-                maps[kind].append(op.to_volume(res.x).cpu().numpy())
-                runs[f"{kind}_{name}"] = res.history
-                timings[f"{kind}_half_{name}_s"] = round(time.time() - t1, 2)
-            stream.close()
+            try:
+                x0 = wiener_start(op, particles, positions, stream, batch_size,
+                                  label=f"half {name}: ")
+                timings[f"start_half_{name}_s"] = round(time.time() - t0, 2)
+                for kind, disp_fn in kinds.items():
+                    t1 = time.time()
+                    obj = HalfObjective(op, particles, positions, stream, disp_fn, ridge,
+                                        batch_size, label=f"{kind} half {name}: ")
+                    res = solve_half(obj, x0, iterations)
+                    maps[kind].append(op.to_volume(res.x).cpu().numpy())
+                    runs[f"{kind}_{name}"] = res.history
+                    passes[f"{kind}_{name}"] = {k: {"count": v[0], "seconds": round(v[1], 3)}
+                                                for k, v in obj.passes.items()}
+                    timings[f"{kind}_half_{name}_s"] = round(time.time() - t1, 2)
+            finally:
+                stream.close()
             log.info("half %s done in %.0f s; peak RSS %.2f GiB", name, time.time() - t0,
                      peak_rss_GiB())
     finally:
@@ -199,7 +218,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
         "full_map": "average of the two half-map solutions",
         "fsc_mask": "mesh mask_soft upscaled to the reconstruction box",
         "aberrations": None if abr is None else abr.summary(particles.source.optics),
-        "timings": timings, "memory": memory, "device": str(dev),
+        "timings": timings, "passes": passes, "memory": memory, "device": str(dev),
     })
     write_provenance(Path(out_dir) / "recon.json", "reconstruct", params, extra=summary)
     log.info("%s; peak RSS %.2f GiB%s; %.0f s in all", summary["summary"], memory["peak_rss_GiB"],
