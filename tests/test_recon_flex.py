@@ -1,10 +1,10 @@
 """Flexible reconstruction on simulated data with a known hinge motion (40°).
 
-Fixture (module scope, ~25 s on 2 cores): 1200 particles at box 48 (2.5 Å/px, SNR 0.1),
-prepared at training box 24, a mesh over the simulation's mask, and a flow trained for 8
-epochs with the ground-truth motion coordinates as frozen latents. Two checks:
+Fixture (module scope, ~30 s on 2 cores): 1200 particles at box 48 (2.5 Å/px, SNR 0.1),
+prepared at training box 24, a mesh over the simulation's mask, and a model trained for 8
+epochs with default settings (latents learned, not given). Two checks:
 
-* **trained flow, end to end** (``run_reconstruct``): each ground-truth conformation is
+* **learned model, end to end** (``run_reconstruct``): each ground-truth conformation is
   compared with the reconstruction deformed to the median latent of the particles nearest
   it (``VolumeDeformer``) and with the rigid baseline (``noflex_map``), by FSC averaged over
   the shells up to the rigid half maps' 0.143 resolution, inside the simulation's moving-
@@ -52,8 +52,7 @@ def data(tmp_path_factory):
     truth = np.loadtxt(root / "sim/ground_truth.csv", delimiter=",", skiprows=1)[:, 1:]
     np.save(root / "truth.npy", truth)
     run_train(root / "prep", root / "mesh/mesh.npz", root / "train",
-              {"latent_dim": 1, "epochs": 8, "freeze_latents": True, "batch_size": 32},
-              init_latents=root / "truth.npy")
+              {"latent_dim": 1, "epochs": 8, "batch_size": 32})
     ck = root / "train/checkpoints/checkpoint_last.pt"
     summary = run_reconstruct(ck, root / "prep", root / "recon", iterations=6)
     return {"root": root, "checkpoint": ck, "truth": truth[:, 0], "summary": summary}
