@@ -90,3 +90,29 @@ def test_negative_controls_fail(tmp_path, phantom_data):
     flipped = make_table(rot, -shifts_A, df, "particles.mrcs")
     flipped.source_path = str(tmp_path / "x.star")
     assert resolution_shells(flipped, truth)[1:half_nyquist + 1].min() < 0.9
+
+
+def test_cli_rigid_reconstruction_writes_maps_and_fsc(tmp_path, phantom_data):
+    from flexcore.cli.main import main
+
+    truth, rot, shifts_A, df, images = phantom_data
+    write_stack(tmp_path / "particles.mrcs", images[:400], PSIZE)
+    write_star(make_table(rot[:400], shifts_A[:400], df[:400], "particles.mrcs"),
+               tmp_path / "particles.star")
+    assert main(["reconstruct-rigid", str(tmp_path / "particles.star"), str(tmp_path / "out")]) == 0
+    for name in ("map.mrc", "map_half_A.mrc", "map_half_B.mrc", "fsc.tsv", "fsc.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 0
+    from flexcore.io import read_map
+
+    vol, voxel = read_map(tmp_path / "out" / "map.mrc")
+    assert voxel == pytest.approx(PSIZE, abs=1e-4)
+    assert fsc_curve(vol, truth)[1:BOX // 4].min() > 0.8
+
+
+def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
+    from flexcore.cli.main import main
+
+    (tmp_path / "empty.star").write_text("")
+    assert main(["reconstruct-rigid", str(tmp_path / "empty.star"), str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err
+    assert "empty.star" in err and "Traceback" not in err

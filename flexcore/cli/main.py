@@ -20,7 +20,6 @@ COMMANDS = {
     "generate": "generate volume series from a trained model",
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
-    "info": "summarise a particle file, map or mesh",
 }
 
 
@@ -33,12 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"flexcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     for name, summary in COMMANDS.items():
-        try:
-            module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
-        except ModuleNotFoundError as exc:
-            if exc.name == f"flexcore.cli.{name.replace('-', '_')}":
-                continue  # command not available in this build
-            raise
+        module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)
         module.add_args(p)
