@@ -366,7 +366,8 @@ def launch_plan(batch: int, image_size: int, n_tiles: int, piece_len: int, *, ha
                 device: int = 0) -> dict:
     """The launch configuration the kernels would use (for benchmarks and logs)."""
     tuning = tuning or SplatTuning()
+    ext = _require_extension()
     tuning.check(image_size, torch.device("cuda", device))
-    return _require_extension().plan(batch, image_size, n_tiles, piece_len, has_disp, backward,
+    return ext.plan(batch, image_size, n_tiles, piece_len, has_disp, backward,
                                      need_grad_density, need_grad_displacements,
                                      *tuning.launch_args(), device)
