@@ -89,3 +89,15 @@ def test_run_mesh_names_the_bad_mask_file(tmp_path, volume):
     with pytest.raises(ConfigError, match="solvent mask is empty"):
         run_mesh(tmp_path / "map.mrc", tmp_path / "out", threshold=99.0, n_cells=8)
     assert not (tmp_path / "out" / "mesh.npz").exists()
+
+
+def test_a_full_resolution_mask_is_resampled_to_the_training_box(tmp_path, volume):
+    hard = (lowpassed(volume, PSIZE, 10.0) > 0.5).astype(np.float32)
+    big = np.kron(hard, np.ones((2, 2, 2), np.float32))  # same extent, twice the voxels
+    write_map(tmp_path / "full_box_mask.mrc", big, PSIZE / 2)
+    m = mask_from_file(tmp_path / "full_box_mask.mrc", N, PSIZE, dilate_A=0.0, pad_A=0.0)
+    assert m.hard.shape == hard.shape
+    assert (m.hard != hard).mean() < 0.01
+    write_map(tmp_path / "other_extent.mrc", big, PSIZE)  # twice the extent: refused
+    with pytest.raises(InputFileError, match="other_extent.mrc.*box 80 does not match the map box 40"):
+        mask_from_file(tmp_path / "other_extent.mrc", N, PSIZE)

@@ -56,11 +56,28 @@ def read_map(path) -> tuple[np.ndarray, float]:
     return data.copy(), voxel
 
 
-def read_mask(path, box: int, pixel_size_A: float | None = None) -> np.ndarray:
-    """Read a mask and check it matches the map's ``box`` (and pixel size when known)."""
+def read_mask(path, box: int, pixel_size_A: float | None = None, resample: bool = False) -> np.ndarray:
+    """Read a mask and check it matches the map's ``box`` (and pixel size when known).
+
+    With ``resample``, a mask of another box that spans the same physical extent (e.g. made
+    at the full-resolution box for a map at the training box) is resampled onto ``box``
+    (trilinear, centre voxel kept) instead of being refused.
+    """
     mask, voxel = read_map(path)
-    if mask.shape[0] != box:
-        raise InputFileError(path, f"mask box {mask.shape[0]} does not match the map box {box}")
+    n = mask.shape[0]
+    same_extent = bool(pixel_size_A and voxel
+                       and abs(n * voxel - box * pixel_size_A) <= 0.01 * box * pixel_size_A)
+    if n != box and not (resample and same_extent):
+        raise InputFileError(path, f"mask box {n} does not match the map box {box}"
+                             + (f" ({n * voxel:.1f} Å vs {box * pixel_size_A:.1f} Å across)"
+                                if pixel_size_A and voxel else ""))
+    if n != box:
+        from ..masks import resize_mask
+        from ..utils.logging import get_logger
+
+        get_logger("flexcore.io").info("%s: resampling the mask from %d to %d voxels (same %.1f Å "
+                                       "extent)", path, n, box, box * pixel_size_A)
+        mask, voxel = resize_mask(mask, box, order=1), pixel_size_A
     if pixel_size_A and voxel and abs(voxel - pixel_size_A) > 1e-3 * pixel_size_A:
         raise InputFileError(
             path, f"mask voxel size {voxel:.4f} Å does not match the map's {pixel_size_A:.4f} Å"

@@ -110,7 +110,8 @@ def mask_from_map(volume: np.ndarray, pixel_size_A: float, *, lowpass_A: float =
 
 def mask_from_file(path, box: int, pixel_size_A: float, *, dilate_A: float = 2.0,
                    pad_A: float = 5.0) -> SolventMask:
-    """Read a user's mask, check it against the map (box, pixel size, values in [0, 1]),
+    """Read a user's mask (resampled when it spans the map's extent at another box, e.g. the
+    full-resolution box), check it against the map (box, pixel size, values in [0, 1]),
     binarise it at 0.5, dilate by ``dilate_A`` and soft-pad by ``pad_A`` (as for a mask made
     from the map; pass 0 to keep the mask as it is).
 
@@ -118,7 +119,7 @@ def mask_from_file(path, box: int, pixel_size_A: float, *, dilate_A: float = 2.0
     [0, 1] or an empty mask.
     """
     _check_lengths(pixel_size_A, dilate_A=dilate_A, pad_A=pad_A)
-    given = read_mask(path, box, pixel_size_A)
+    given = read_mask(path, box, pixel_size_A, resample=True)
     if not (given > 0.5).any():
         raise InputFileError(path, f"mask is empty (no voxel above 0.5; max {given.max():.3g})")
     hard, soft = threshold_mask(given, 0.5, pixel_size_A, lowpass_A=None, dilate_A=dilate_A,
