@@ -185,13 +185,7 @@ class TetMesh:
         or version, or arrays that do not fit together.
         """
         path = Path(path)
-        if not path.is_file():
-            raise InputFileError(path, "mesh file does not exist")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                data = {k: z[k] for k in z.files}
-        except Exception as exc:  # zipfile/ValueError with terse messages
-            raise InputFileError(path, f"cannot be read as a .npz mesh: {exc}") from exc
+        data = read_npz(path, "mesh file")
         missing = [k for k in _REQUIRED if k not in data]
         if missing:
             raise InputFileError(path, f"not a flexcore mesh: missing key(s) {', '.join(missing)}")
@@ -208,6 +202,18 @@ class TetMesh:
                        segments=data.get("segments"), fuses=data.get("fuses"))
         except ValueError as exc:
             raise InputFileError(path, f"inconsistent mesh arrays: {exc}") from exc
+
+
+def read_npz(path, what: str) -> dict[str, np.ndarray]:
+    """All arrays of an ``.npz`` (``allow_pickle=False``), with errors naming ``path``."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, f"{what} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile/ValueError with terse messages
+        raise InputFileError(path, f"cannot be read as .npz: {exc}") from exc
 
 
 def mesh_from_arrays(points, cells, mask, mask_soft, pixel_size_A: float, rigidity=None,

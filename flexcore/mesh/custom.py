@@ -21,7 +21,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..errors import ConfigError, InputFileError
-from .core import TetMesh, mesh_from_arrays
+from .core import TetMesh, mesh_from_arrays, read_npz
 from .locate import locate_voxels
 from .regular import regular_mesh
 
@@ -32,13 +32,7 @@ def load_custom_arrays(path, mask: np.ndarray, mask_soft: np.ndarray,
     over the given masks. Raises ``InputFileError`` naming ``path`` for a missing file or key,
     a box that differs from the mask's, or a mesh that does not cover the mask."""
     path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "custom mesh file does not exist")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise InputFileError(path, f"cannot be read as .npz: {exc}") from exc
+    data = read_npz(path, "custom mesh file")
     for key in ("points", "cells"):
         if key not in data:
             raise InputFileError(path, f"missing array {key!r} (need points (Nv, 3) in voxels "

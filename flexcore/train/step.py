@@ -83,20 +83,19 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     consensus, _ = read_map(prep_dir / "consensus.mrc")
     init_volume = consensus * float(info["image_scale"])
     z0 = read_init_latents(init_latents, len(data), cfg.latent_dim) if init_latents else None
+    ck = latest_checkpoint(out / "checkpoints") if resume else None
+    if resume and ck is None:
+        log.info("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
     trainer = Trainer(data, mesh, cfg, out, mesh_path=mesh_path, init_volume=init_volume,
-                      init_latents=z0)
-    if resume:
-        ck = latest_checkpoint(out / "checkpoints")
-        if ck is None:
-            log.info("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
-        else:
-            state = load_checkpoint(ck)
-            for key in ("latent_dim", "n_layers", "hidden_units"):
-                if state["config"][key] != getattr(cfg, key):
-                    raise ConfigError(f"cannot resume {ck}: it has train.{key} = "
-                                      f"{state['config'][key]}, this run asks for {getattr(cfg, key)}")
-            trainer.load_state_dict(state)
-            log.info("resumed from %s (epoch %d done)", ck, trainer.epoch)
+                      init_latents=z0, resuming=ck is not None)
+    if ck is not None:
+        state = load_checkpoint(ck)
+        for key in ("latent_dim", "n_layers", "hidden_units"):
+            if state["config"][key] != getattr(cfg, key):
+                raise ConfigError(f"cannot resume {ck}: it has train.{key} = "
+                                  f"{state['config'][key]}, this run asks for {getattr(cfg, key)}")
+        trainer.load_state_dict(state)
+        log.info("resumed from %s (epoch %d done)", ck, trainer.epoch)
     log.info("training %d particles (%d held out), K=%d, mesh %d vertices / %d cells, device %s",
              len(trainer.train_idx), len(trainer.val_idx), cfg.latent_dim, mesh.n_vertices,
              mesh.n_cells, trainer.device)

@@ -50,7 +50,8 @@ class Trainer:
     """Holds the model state of one run and advances it epoch by epoch."""
 
     def __init__(self, data: TrainingData, mesh, cfg: TrainConfig, out_dir, mesh_path=None,
-                 init_volume: np.ndarray | None = None, init_latents: np.ndarray | None = None):
+                 init_volume: np.ndarray | None = None, init_latents: np.ndarray | None = None,
+                 resuming: bool = False):
         self.data, self.mesh, self.cfg = data, mesh, cfg
         self.out = Path(out_dir)
         self.device = pick_device(cfg.device)
@@ -91,7 +92,8 @@ class Trainer:
         # first epoch, while the flow learns to produce their motions; inferring them
         # against the still-rigid initial model would only pull them to the origin.
         self.latents_from_data = init_latents is not None or cfg.init_latents == "gradient-pca"
-        if init_latents is None and cfg.init_latents == "gradient-pca" and not cfg.freeze_latents:
+        if (init_latents is None and cfg.init_latents == "gradient-pca" and not cfg.freeze_latents
+                and not resuming):  # a resumed run takes its latents from the checkpoint
             plan = self.epoch_plan(0)
             r = self.renderer(plan["box"])
             self.latents = torch.as_tensor(gradient_pca_latents(
@@ -161,18 +163,17 @@ class Trainer:
             idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
+            # one band-limited map per batch: frozen (detached) for inference, live for θ/V
+            canon = r.canonical(self.volume, plan["k_max"])
             if not cfg.freeze_latents and not (epoch == 0 and self.latents_from_data):
                 self.flow.requires_grad_(False)
-                with torch.no_grad():
-                    canon = r.canonical(self.volume, plan["k_max"])
-                z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
-                                shifts, band, noise_var, use_grid=self.use_grid(epoch),
-                                generator=gen)
+                z = self._infer(inference, idx, self.latents[idx].to(dev), canon.detach(), obs,
+                                rot, ctf, shifts, band, noise_var,
+                                use_grid=self.use_grid(epoch), generator=gen)
                 self.latents[idx] = z.cpu()
                 self.flow.requires_grad_(True)
             z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,
                                    generator=None)
-            canon = r.canonical(self.volume, plan["k_max"])
             with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
                                 enabled=cfg.amp and dev.type == "cuda"):
                 disp = self.flow(z_noisy)
