@@ -4,6 +4,7 @@ Usage:
   python benchmarks/bench_ops.py --device cpu --out cpu.json            # reference only
   python benchmarks/bench_ops.py --device cuda --sweep --out gpu.json    # kernel (+ tuning
                                                                         # sweep) and reference
+  python benchmarks/bench_ops.py --device cuda --paths fixed global      # auto vs these paths
   python benchmarks/bench_ops.py --device all --sweep --recon --out all.json
   python benchmarks/bench_ops.py --summary all.json                     # table from a JSON
 
@@ -175,8 +176,12 @@ def sweep_tunings(prob: Problem, b: int, grad_disp: bool):
     for r in (2, 4, 8, 16, 32):
         if r != layout.piece_len:
             yield f"piece={r}", SplatTuning(piece_len=r)
-    other = "global" if plan["path"] == "shared" else "shared"
-    yield f"path={other}", SplatTuning(path=other)
+    for other in ("shared", "global", "fixed"):
+        if other != plan["path"]:
+            yield f"path={other}", SplatTuning(path=other)
+    if plan["path"] == "shared":  # the fixed-point forward may prefer other image counts
+        for g in (1, 2, 4):
+            yield f"fixed G={g}", SplatTuning(path="fixed", images_per_block=g)
     for f in (0.25, 4.0):
         tiles = max(1, int(plan["tiles_per_block"] * f))
         yield f"tiles={tiles}", SplatTuning(tiles_per_block=tiles)
@@ -209,7 +214,9 @@ def bench_size(prob: Problem, b: int, args, impls, rows, meta, grad_disp=True):
     if "kernel" in impls:
         from flexcore.ops.cuda import SplatTuning, build_slot_layout, launch_plan
 
-        configs = sweep_tunings(prob, b, grad_disp) if args.sweep else [("auto", SplatTuning())]
+        configs = (sweep_tunings(prob, b, grad_disp) if args.sweep else
+                   [("auto", SplatTuning())] + [(f"path={p}", SplatTuning(path=p))
+                                                for p in args.paths])
         for name, tuning in configs:
             row = dict(base, impl="kernel", config=name)
             try:
@@ -291,6 +298,8 @@ def main(argv=None) -> int:
                     help="boxes for the CPU reference (first batch size only)")
     ap.add_argument("--fraction", type=float, default=0.2, help="mask fraction of the box")
     ap.add_argument("--sweep", action="store_true", help="sweep the kernel tuning arguments")
+    ap.add_argument("--paths", nargs="*", default=["fixed"], choices=["shared", "global", "fixed"],
+                    help="without --sweep: kernel paths timed beside the automatic choice")
     ap.add_argument("--recon", action="store_true", help="add reconstruction sizes (D 192, 256)")
     ap.add_argument("--no-reference", action="store_true", help="skip the GPU reference")
     ap.add_argument("--warmup", type=int, default=3)

@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
 # The one script for the GPU machine: versions, extension build (timed), compiler resource
-# report and SASS, kernel tests, compute-sanitizer (memcheck, racecheck) on small problems,
-# the benchmark with its tuning sweep, and a summary table last.
+# report, SASS and its voxel-loop instruction counts, kernel tests, compute-sanitizer
+# (memcheck, racecheck) on small problems, the benchmark (automatic choice vs the fixed-point
+# path), the tuning sweep at D = 128, and summary tables last.
 #
 #   bash benchmarks/run_gpu_ops.sh OUT_DIR
+#
+# On a lent machine that returns at most 8 files, write elsewhere and pack the folder:
+#   bash benchmarks/run_gpu_ops.sh /tmp/ops; tar czf "$OUT/ops.tgz" -C /tmp/ops .
 #
 # Needs python3 with torch (CUDA), numpy, scipy, pytest; nvcc and ninja. Installs nothing.
 # Every step writes its log under OUT_DIR; the whole run keeps within FLEXCORE_RUN_BUDGET_S
@@ -72,7 +76,9 @@ if nvcc -c -arch=sm_90 -O3 -lineinfo --resource-usage flexcore/ops/csrc/splat.cu
     -o "$TMPO/splat.o" > "$OUT/resource_usage.txt" 2>&1; then
   grep -E "registers|spill" "$OUT/resource_usage.txt" | sort | uniq -c | sort -rn | head -n 8
   if command -v cuobjdump > /dev/null; then
-    cuobjdump --dump-sass "$TMPO/splat.o" | gzip > "$OUT/splat_sm90.sass.gz"
+    cuobjdump --dump-sass "$TMPO/splat.o" > "$TMPO/splat.sass"
+    "$PY" benchmarks/sass_loop_count.py "$TMPO/splat.sass" | tee "$OUT/sass_loop_count.txt"
+    gzip -c "$TMPO/splat.sass" > "$OUT/splat_sm90.sass.gz"
   fi
 else
   note "nvcc --resource-usage failed (see resource_usage.txt)"
@@ -122,7 +128,7 @@ vidx = torch.randint(0, nv, (m // 20, 4))[tet].int().cuda()
 bary = torch.rand(m, 4).cuda()
 bary /= bary.sum(1, keepdim=True)
 rot = torch.as_tensor(random_rotations(b, 1), dtype=torch.float32).cuda()
-for path in ("shared", "global"):
+for path in ("shared", "global", "fixed"):
     for g in (1, 3, 4):
         for tiles in (0, 1_000_000):
             dens = (torch.rand(m) + 0.5).cuda().requires_grad_()
@@ -162,9 +168,14 @@ fi
 
 echo "== benchmark"
 if (( BUILD_OK == 0 )); then
-  step "benchmark (bench_ops.py --sweep --recon)" 400 "$OUT/bench.log" \
-    "$PY" benchmarks/bench_ops.py --device all --sweep --recon --out "$OUT/bench_ops.json"
+  # automatic choice vs the fixed-point path at every size, then the one-knob sweep at D = 128
+  step "benchmark (bench_ops.py --paths fixed --recon)" 240 "$OUT/bench.log" \
+    "$PY" benchmarks/bench_ops.py --device all --paths fixed --recon --out "$OUT/bench_ops.json"
   tail -n 12 "$OUT/bench.log"
+  step "tuning sweep at D = 128, B = 512" 150 "$OUT/bench_sweep.log" \
+    "$PY" benchmarks/bench_ops.py --device cuda --no-reference --sweep --sizes 128 \
+    --batches 512 --out "$OUT/bench_sweep.json"
+  tail -n 6 "$OUT/bench_sweep.log"
 else
   note "benchmark: not run (the extension did not build; see build.log)"
 fi
@@ -172,7 +183,9 @@ fi
 echo
 echo "== summary ($(( $(date +%s) - START )) s)"
 cat "$SUMMARY"
-if [[ -s "$OUT/bench_ops.json" ]]; then
-  "$PY" benchmarks/bench_ops.py --summary "$OUT/bench_ops.json" | tee "$OUT/bench_summary.txt"
-fi
+for j in bench_ops bench_sweep; do
+  if [[ -s "$OUT/$j.json" ]]; then
+    "$PY" benchmarks/bench_ops.py --summary "$OUT/$j.json" | tee "$OUT/${j}_summary.txt"
+  fi
+done
 exit $STATUS

@@ -119,6 +119,10 @@ CASES = {
     "auto-path-d256": (256, 7, 100_000, 3_000, True, 0.3, 40, False, None),
     "global-d64": (64, 64, 50_000, 1_500, True, 0.45, 30, False, SplatTuning(path="global")),
     "global-rigid": (48, 9, 20_000, 100, False, 0.45, 30, False, SplatTuning(path="global")),
+    "fixed-d64": (64, 64, 50_000, 1_500, True, 0.45, 30, False, SplatTuning(path="fixed")),
+    "fixed-d128": (128, 64, 200_000, 3_000, True, 0.3, 40, False, SplatTuning(path="fixed")),
+    "fixed-rigid": (64, 7, 20_000, 500, False, 0.45, 30, False, SplatTuning(path="fixed")),
+    "fixed-unsorted": (128, 7, 100_000, 3_000, True, 0.3, 40, True, SplatTuning(path="fixed")),
 }
 
 
@@ -157,6 +161,9 @@ TUNINGS = [
     SplatTuning(images_per_block=2, path="global", piece_len=16, tiles_per_block=3),
     SplatTuning(images_per_block=4, path="global", threads=64, piece_len=2),
     SplatTuning(images_per_block=1, path="shared", threads=96, piece_len=5),
+    SplatTuning(images_per_block=3, path="fixed", threads=512, piece_len=8, tiles_per_block=7),
+    SplatTuning(images_per_block=4, path="fixed", tiles_per_block=1_000_000),  # one chunk
+    SplatTuning(images_per_block=1, path="fixed", threads=64, piece_len=1),
 ]
 
 
@@ -167,7 +174,7 @@ def test_tuning_values_give_the_same_result(ext, tuning):
 
 
 @pytest.mark.cuda
-@pytest.mark.parametrize("path", ["shared", "global"])
+@pytest.mark.parametrize("path", ["shared", "global", "fixed"])
 def test_single_image_group(ext, path):
     # B <= G: one image group, so grad_density is stored, not accumulated
     tuning = SplatTuning(images_per_block=4, tiles_per_block=1_000_000, path=path)
@@ -205,13 +212,76 @@ def test_only_the_requested_gradient(ext, which):
 
 
 @pytest.mark.cuda
-def test_mass_is_conserved_inside_the_box(ext):
+@pytest.mark.parametrize("path", ["shared", "fixed"])
+def test_mass_is_conserved_inside_the_box(ext, path):
     density, coords, vidx, bary, disp, rot = random_problem(64, 16, 40_000, 500, spread=0.2,
                                                             seed=25)
     # |x| <= 0.2 * 64 * sqrt(3) = 22.2 and |u| < 4 voxels: every point lands well inside
-    img = splat_project_cuda(density, coords, vidx, bary, 0.3 * disp, rot, 64)
+    img = splat_project_cuda(density, coords, vidx, bary, 0.3 * disp, rot, 64,
+                             tuning=SplatTuning(path=path))
     torch.testing.assert_close(img.double().sum((1, 2)), density.double().sum().expand(16),
                                rtol=1e-5, atol=0)
+
+
+@pytest.mark.cuda
+def test_fixed_point_cannot_overflow_when_all_mass_lands_on_one_pixel(ext):
+    """The worst case for 32-bit fixed point: every voxel of a chunk, each of large density,
+    on one pixel (an extreme compression by the flow). The chunk's scale keeps the sum below
+    2^31 whatever the densities; a wrapped integer would be off by far more than 1e-3."""
+    m, d = 4096, 32
+    coords = torch.tensor([0.3, -0.2, 0.0], device="cuda").expand(m, 3).contiguous()
+    vidx = torch.zeros(m, 4, dtype=torch.int32, device="cuda")
+    bary = torch.full((m, 4), 0.25, device="cuda")
+    density = torch.full((m,), 1e6, device="cuda")
+    density[::7] = -3e5  # signed densities: the scale bounds the sum of |density|
+    rot = torch.eye(3, device="cuda").expand(3, 3, 3).contiguous()
+    ref = splat_project_reference(density.double(), coords.double(), vidx, bary.double(), None,
+                                  rot.double(), d)
+    for tiles in (1, 1_000_000):  # many chunks, one chunk
+        t = SplatTuning(path="fixed", tiles_per_block=tiles)
+        img = splat_project_cuda(density, coords, vidx, bary, None, rot, d, tuning=t)
+        # each voxel holds ~2^30 / 4096 units; a corner share of >= 0.06 rounds by <= 2 units
+        assert rel_err(img, ref) < 1e-3, f"tiles_per_block={tiles}"
+
+
+@pytest.mark.cuda
+def test_fixed_point_rounding_is_bounded_by_the_chunk_mass(ext):
+    """Against the float path (same positions): each voxel-image adds at most 3.5 units of
+    rounding (0.5 for three corners, 2 for the remainder), a unit being the chunk's total
+    |density| / 2^30; so one voxel 10^4 times the others does not wipe out the others."""
+    density, coords, vidx, bary, disp, rot = random_problem(64, 8, 50_000, 1_000, seed=31)
+    density[123] = 1e4 * float(density.max())
+    one_chunk = dict(tiles_per_block=1_000_000)
+    fixed = splat_project_cuda(density, coords, vidx, bary, disp, rot, 64,
+                               tuning=SplatTuning(path="fixed", **one_chunk)).double()
+    flt = splat_project_cuda(density, coords, vidx, bary, disp, rot, 64,
+                             tuning=SplatTuning(path="shared", **one_chunk)).double()
+    unit = float(density.double().abs().sum()) * 2.0 ** -30
+    l1 = (fixed - flt).abs().sum((1, 2))
+    assert (l1 <= 3.5 * 50_000 * unit + 1e-5 * flt.abs().sum((1, 2))).all()
+    small = density.clone()
+    small[123] = 0
+    small_img = splat_project_cuda(small, coords, vidx, bary, disp, rot, 64).double()
+    assert float((fixed - flt).norm() / small_img.norm()) < 1e-4
+
+
+@pytest.mark.cuda
+def test_fixed_point_forward_is_bitwise_reproducible(ext):
+    # integer atomics commute: with one voxel chunk the forward does not depend on the order
+    problem = random_problem(64, 32, 50_000, 1_000, spread=0.4, seed=32)
+    t = SplatTuning(path="fixed", tiles_per_block=1_000_000)
+    first = splat_project_cuda(*problem, 64, tuning=t)
+    for _ in range(3):
+        assert torch.equal(splat_project_cuda(*problem, 64, tuning=t), first)
+
+
+@pytest.mark.cuda
+def test_fixed_point_passes_non_finite_densities_on(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(32, 4, 5_000, 100, seed=33)
+    density[10] = float("nan")
+    img = splat_project_cuda(density, coords, vidx, bary, disp, rot, 32,
+                             tuning=SplatTuning(path="fixed"))
+    assert not torch.isfinite(img).all()
 
 
 @pytest.mark.cuda
@@ -321,3 +391,16 @@ def test_launch_plan_needs_the_extension_or_says_so():
     else:
         plan = launch_plan(8, 64, 10, 16, has_disp=True)
         assert plan["path"] in ("shared", "global") and plan["threads"] % 32 == 0
+
+
+def test_tuning_paths_match_the_kernel_enum():
+    import re
+
+    from flexcore.ops.cuda import CSRC, PATHS
+
+    enum = re.search(r"enum SplatPath : int \{([^}]*)\}", (CSRC / "splat.h").read_text())
+    values = {name.lower(): int(v) for name, v in re.findall(r"kPath(\w+) = (\d+)", enum.group(1))}
+    assert values == PATHS
+    assert SplatTuning(path="fixed").launch_args()[3] == PATHS["fixed"]
+    with pytest.raises(ValueError, match="path must be one of"):
+        SplatTuning(path="fast").launch_args()

@@ -32,7 +32,7 @@ log = get_logger("flexcore.ops.cuda")
 
 CSRC = Path(__file__).resolve().with_name("csrc")
 SOURCES = ("splat.cu", "bindings.cpp")
-PATHS = {"auto": 0, "shared": 1, "global": 2}
+PATHS = {"auto": 0, "shared": 1, "global": 2, "fixed": 3}
 PIECE_LENGTHS = (1, 2, 4, 8, 16, 32)
 LANES = 32  # pieces per tile: one per lane of a warp
 
@@ -117,7 +117,9 @@ class SplatTuning:
     threads : threads per block (multiple of 32, at most 512).
     tiles_per_block : tiles (32 pieces each) in one block's voxel chunk.
     piece_len : most voxels per piece (a lane's run of one tetrahedron), one of 1..32.
-    path : ``"shared"`` (images in shared memory), ``"global"`` (global atomics) or ``"auto"``.
+    path : ``"shared"`` (images in shared memory), ``"global"`` (global atomics),
+        ``"fixed"`` (shared memory; the forward adds 32-bit fixed-point integers with native
+        shared atomics, see ``design.md``) or ``"auto"`` (``"shared"`` when a plane fits).
     """
 
     images_per_block: int = 0
@@ -147,9 +149,10 @@ class SplatTuning:
             props = torch.cuda.get_device_properties(device)
             optin = int(getattr(props, "shared_memory_per_block_optin", 48 * 1024))
             g_fit = min(max_g, optin // ((image_size + 2) ** 2 * 4))
-            if self.path == "shared" and g_fit < 1:
+            planes = self.path in ("shared", "fixed")
+            if planes and g_fit < 1:
                 problem = f"a {image_size} px image does not fit in shared memory"
-            elif self.path == "shared" or (self.path == "auto" and g_fit >= 1):
+            elif planes or (self.path == "auto" and g_fit >= 1):
                 if self.images_per_block > g_fit:
                     problem = (f"{self.images_per_block} images of {image_size} px do not fit "
                                f"in {optin} bytes of shared memory (at most {g_fit})")

@@ -5,6 +5,7 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAStream.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <optional>
@@ -126,6 +127,18 @@ SplatPlan make_plan(const SplatVariant& variant, const Inputs& in, const SplatTu
   return plan;
 }
 
+// Sum of |density| over each voxel chunk of the plan (the fixed-point forward's scale):
+// chunk c holds tiles [c, c + 1) * tiles_per_block, the last one fewer.
+at::Tensor chunk_abs_mass(const at::Tensor& slot_cd, const SplatPlan& plan, int n_tiles,
+                          int piece_len) {
+  const int64_t chunk_tiles = std::min(plan.tiles_per_block, n_tiles);
+  const int64_t chunk_slots = chunk_tiles * 32 * piece_len;
+  const int64_t padded = static_cast<int64_t>(plan.n_chunks) * chunk_slots;
+  at::Tensor dens = slot_cd.select(1, 3).abs();
+  if (padded > dens.size(0)) dens = at::constant_pad_nd(dens, {0, padded - dens.size(0)});
+  return dens.reshape({plan.n_chunks, chunk_slots}).sum(1);
+}
+
 at::Tensor forward(const at::Tensor& slot_cd, const at::Tensor& slot_bary,
                    const at::Tensor& piece_vidx, int64_t piece_len,
                    const std::optional<at::Tensor>& displacements, const at::Tensor& rotations,
@@ -142,7 +155,13 @@ at::Tensor forward(const at::Tensor& slot_cd, const at::Tensor& slot_bary,
   const std::vector<int64_t> shape = {in.img.batch, image_size, image_size};
   at::Tensor out = plan.accumulate ? at::zeros(shape, opts) : at::empty(shape, opts);
   if (in.img.batch > 0 && in.geo.n_tiles > 0) {
-    SPLAT_CHECK_CUDA(flexcore::splat_forward(in.geo, in.img, plan, out.data_ptr<float>(),
+    at::Tensor chunk_mass;
+    const float* mass = nullptr;
+    if (plan.path == flexcore::kPathFixed) {
+      chunk_mass = chunk_abs_mass(slot_cd, plan, in.geo.n_tiles, in.geo.piece_len);
+      mass = chunk_mass.data_ptr<float>();
+    }
+    SPLAT_CHECK_CUDA(flexcore::splat_forward(in.geo, in.img, plan, mass, out.data_ptr<float>(),
                                              c10::cuda::getCurrentCUDAStream().stream()));
   }
   return out;
@@ -218,7 +237,9 @@ py::dict describe_plan(int64_t batch, int64_t image_size, int64_t n_tiles, int64
   d["images_per_block"] = p.images_per_block;
   d["threads"] = p.threads;
   d["tiles_per_block"] = p.tiles_per_block;
-  d["path"] = p.path == flexcore::kPathShared ? "shared" : "global";
+  d["path"] = p.path == flexcore::kPathShared ? "shared"
+              : p.path == flexcore::kPathFixed  ? "fixed"
+                                                : "global";
   d["n_groups"] = p.n_groups;
   d["n_chunks"] = p.n_chunks;
   d["smem_bytes"] = p.smem_bytes;

@@ -16,6 +16,11 @@ namespace {
 constexpr int kWarp = 32;
 constexpr unsigned kFullMask = 0xffffffffu;
 constexpr int kDefaultSmemLimit = 48 * 1024;
+// Fixed-point forward: a block's integers are density * kFixedOne / (its chunk's sum of
+// |density|), so a pixel's sum is at most kFixedOne plus 2 per slot of the chunk (at most
+// 2^28 slots, see splat_plan): below 2^31.
+constexpr float kFixedOne = 1073741824.f;       // 2^30
+constexpr float kFixedUnit = 9.31322574615e-10f;  // 2^-30
 
 #define SPLAT_TRY(expr)                       \
   do {                                        \
@@ -29,6 +34,7 @@ struct KernelArgs {
   int tiles_per_block;
   int accumulate;
   float* out;              // forward: (batch, D, D)
+  const float* chunk_mass; // forward, fixed point: (n_chunks) sum of |density| per chunk
   const float* grad_out;   // backward: (batch, D, D)
   float* grad_slot;        // backward: (n_slots)
   float* grad_proj;        // backward: (batch, n_vertices, 2)
@@ -149,9 +155,15 @@ __device__ __forceinline__ void flush_piece_gradients(PieceVec (&acc)[G], int4 v
 // t_begin + w, t_begin + w + nwarps, ...; lane l handles piece t*32 + l, one voxel per step,
 // and splats it into each of the block's G images. SMEM: G padded (D+2)^2 images in shared
 // memory (border row/column catch the out-of-box corners), flushed once per block.
-template <int G, bool SMEM, bool HAS_DISP>
+// FIXED (with SMEM): the planes hold int32 in units of the block's chunk mass / 2^30, added
+// with native ATOMS.ADD (a float shared atomicAdd is a compare-and-swap loop on sm_90). A
+// voxel's density is rounded once; three corner shares are rounded and the fourth is the
+// remainder, so each voxel adds exactly its rounded density.
+template <int G, bool SMEM, bool FIXED, bool HAS_DISP>
 __global__ void __launch_bounds__(kSplatMaxThreads, 1) splat_forward_kernel(const KernelArgs args) {
+  static_assert(SMEM || !FIXED, "fixed point needs the shared-memory planes");
   extern __shared__ float smem[];
+  int* const ismem = reinterpret_cast<int*>(smem);
   const SplatGeometry& geo = args.geo;
   const int D = args.img.image_size;
   const int S = D + 2;
@@ -163,6 +175,12 @@ __global__ void __launch_bounds__(kSplatMaxThreads, 1) splat_forward_kernel(cons
 
   Rows a[G];
   load_rotations<G>(args.img.rotations, b0, nimg, a);
+  float scale = 1.f, unit = 1.f;  // FIXED: integers per unit density, and back
+  if (FIXED) {
+    const float mass = __ldg(args.chunk_mass + blockIdx.y);
+    scale = mass > 0.f ? kFixedOne / mass : 0.f;
+    unit = mass * kFixedUnit;  // NaN / inf mass: every pixel of the chunk becomes NaN
+  }
 
   if (SMEM) {
     for (int i = threadIdx.x; i < G * plane; i += blockDim.x) smem[i] = 0.f;
@@ -188,6 +206,8 @@ __global__ void __launch_bounds__(kSplatMaxThreads, 1) splat_forward_kernel(cons
       const float4 cd = __ldg(geo.slot_cd + slot);
       if (cd.w == 0.f) continue;  // zero density (padding slots too) adds nothing
       const float4 bw = HAS_DISP ? __ldg(geo.slot_bary + slot) : make_float4(0.f, 0.f, 0.f, 0.f);
+      const float dens = FIXED ? cd.w * scale : cd.w;
+      const int itotal = FIXED ? __float2int_rn(dens) : 0;
 #pragma unroll
       for (int g = 0; g < G; ++g) {
         if (g >= nimg) continue;
@@ -196,10 +216,18 @@ __global__ void __launch_bounds__(kSplatMaxThreads, 1) splat_forward_kernel(cons
         const float fx = floorf(px), fy = floorf(py);
         const float tx = px - fx, ty = py - fy;
         const int ix = static_cast<int>(fx), iy = static_cast<int>(fy);  // in [-1, D-1]
-        const float r1 = cd.w * ty, r0 = cd.w - r1;
+        const float r1 = dens * ty, r0 = dens - r1;
         const float w01 = r0 * tx, w00 = r0 - w01;
         const float w11 = r1 * tx, w10 = r1 - w11;
-        if (SMEM) {
+        if (FIXED) {
+          int* q = ismem + g * plane + (iy + 1) * S + (ix + 1);
+          const int i00 = __float2int_rn(w00), i01 = __float2int_rn(w01);
+          const int i10 = __float2int_rn(w10);
+          atomicAdd(q, i00);
+          atomicAdd(q + 1, i01);
+          atomicAdd(q + S, i10);
+          atomicAdd(q + S + 1, itotal - i00 - i01 - i10);
+        } else if (SMEM) {
           float* q = smem + g * plane + (iy + 1) * S + (ix + 1);
           atomicAdd(q, w00);
           atomicAdd(q + 1, w01);
@@ -229,10 +257,12 @@ __global__ void __launch_bounds__(kSplatMaxThreads, 1) splat_forward_kernel(cons
     for (int g = 0; g < nimg; ++g) {
       float* dst = args.out + static_cast<size_t>(b0 + g) * npix;
       const float* src = smem + g * plane;
+      const int* isrc = ismem + g * plane;
       for (int idx = threadIdx.x; idx < npix; idx += blockDim.x) {
         const int y = idx / D;
         const int x = idx - y * D;
-        const float val = src[(y + 1) * S + x + 1];
+        const int at = (y + 1) * S + x + 1;
+        const float val = FIXED ? static_cast<float>(isrc[at]) * unit : src[at];
         if (args.accumulate) {
           if (val != 0.f) atomicAdd(dst + idx, val);
         } else {
@@ -366,9 +396,10 @@ __global__ void __launch_bounds__(kSplatMaxThreads, 1)
 
 using KernelFn = void (*)(KernelArgs);
 
-template <int G, bool SMEM>
+template <int G, bool SMEM, bool FIXED>
 KernelFn forward_kernel_for(bool disp) {
-  return disp ? splat_forward_kernel<G, SMEM, true> : splat_forward_kernel<G, SMEM, false>;
+  return disp ? splat_forward_kernel<G, SMEM, FIXED, true>
+              : splat_forward_kernel<G, SMEM, FIXED, false>;
 }
 
 template <int G, bool SMEM>
@@ -381,22 +412,25 @@ KernelFn backward_kernel_for(bool disp, bool gd, bool gp) {
 }
 
 template <int G>
-KernelFn kernel_for_g(const SplatVariant& v, bool smem) {
-  if (v.backward) {
+KernelFn kernel_for_g(const SplatVariant& v, int path) {
+  const bool smem = path == kPathShared || path == kPathFixed;
+  if (v.backward) {  // no shared atomics in the backward: kPathFixed runs kPathShared's kernel
     return smem ? backward_kernel_for<G, true>(v.has_disp, v.need_grad_density,
                                                v.need_grad_displacements)
                 : backward_kernel_for<G, false>(v.has_disp, v.need_grad_density,
                                                 v.need_grad_displacements);
   }
-  return smem ? forward_kernel_for<G, true>(v.has_disp) : forward_kernel_for<G, false>(v.has_disp);
+  if (path == kPathFixed) return forward_kernel_for<G, true, true>(v.has_disp);
+  return smem ? forward_kernel_for<G, true, false>(v.has_disp)
+              : forward_kernel_for<G, false, false>(v.has_disp);
 }
 
-KernelFn select_kernel(const SplatVariant& v, int images_per_block, bool smem) {
+KernelFn select_kernel(const SplatVariant& v, int images_per_block, int path) {
   switch (images_per_block) {
-    case 1: return kernel_for_g<1>(v, smem);
-    case 2: return kernel_for_g<2>(v, smem);
-    case 3: return kernel_for_g<3>(v, smem);
-    case 4: return kernel_for_g<4>(v, smem);
+    case 1: return kernel_for_g<1>(v, path);
+    case 2: return kernel_for_g<2>(v, path);
+    case 3: return kernel_for_g<3>(v, path);
+    case 4: return kernel_for_g<4>(v, path);
     default: return nullptr;
   }
 }
@@ -431,9 +465,15 @@ cudaError_t launch(const SplatVariant& variant, const SplatPlan& plan, const Ker
                             args.img.n_vertices < 1))) {
     return cudaErrorInvalidValue;
   }
-  const bool smem = plan.path == kPathShared;
+  if (plan.path != kPathShared && plan.path != kPathGlobal && plan.path != kPathFixed) {
+    return cudaErrorInvalidValue;
+  }
+  const bool smem = plan.path != kPathGlobal;
   if (smem != (plan.smem_bytes > 0)) return cudaErrorInvalidValue;
-  const KernelFn k = select_kernel(variant, G, smem);
+  if (!variant.backward && plan.path == kPathFixed && args.chunk_mass == nullptr) {
+    return cudaErrorInvalidValue;
+  }
+  const KernelFn k = select_kernel(variant, G, plan.path);
   SPLAT_TRY(prepare_kernel(k, plan.smem_bytes));
   const dim3 grid(static_cast<unsigned>(plan.n_groups), static_cast<unsigned>(plan.n_chunks));
   k<<<grid, plan.threads, plan.smem_bytes, stream>>>(args);
@@ -456,7 +496,7 @@ cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, i
   }
   if (tuning.images_per_block < 0 || tuning.images_per_block > kSplatMaxImagesPerBlock ||
       tuning.threads < 0 || tuning.threads > kSplatMaxThreads || tuning.threads % kWarp != 0 ||
-      tuning.tiles_per_block < 0 || tuning.path < kPathAuto || tuning.path > kPathGlobal) {
+      tuning.tiles_per_block < 0 || tuning.path < kPathAuto || tuning.path > kPathFixed) {
     return cudaErrorInvalidValue;
   }
 
@@ -473,12 +513,13 @@ cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, i
       static_cast<int>(std::min<long long>(kSplatMaxImagesPerBlock, smem_optin / plane_bytes));
   int path = tuning.path;
   if (path == kPathAuto) path = g_fit >= 1 ? kPathShared : kPathGlobal;
-  if (path == kPathShared && g_fit < 1) return cudaErrorInvalidValue;
-  const int g_cap = path == kPathShared ? g_fit : kSplatMaxImagesPerBlock;
+  const bool shared = path == kPathShared || path == kPathFixed;  // int32 planes: same bytes
+  if (shared && g_fit < 1) return cudaErrorInvalidValue;
+  const int g_cap = shared ? g_fit : kSplatMaxImagesPerBlock;
   int G = tuning.images_per_block > 0 ? tuning.images_per_block : g_cap;
   if (G > g_cap) return cudaErrorInvalidValue;
   G = std::max(1, std::min(G, std::max(batch, 1)));
-  const int smem_bytes = path == kPathShared ? static_cast<int>(G * plane_bytes) : 0;
+  const int smem_bytes = shared ? static_cast<int>(G * plane_bytes) : 0;
 
   int threads = tuning.threads;
   if (threads == 0) {
@@ -487,7 +528,7 @@ cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, i
     threads = one_per_sm ? 512 : 256;
   }
 
-  const KernelFn k = select_kernel(variant, G, path == kPathShared);
+  const KernelFn k = select_kernel(variant, G, path);
   SPLAT_TRY(prepare_kernel(k, smem_bytes));
   int blocks_per_sm = 0;
   SPLAT_TRY(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&blocks_per_sm, k, threads, smem_bytes));
@@ -501,12 +542,15 @@ cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, i
     const long long target_blocks = 2LL * blocks_per_sm * n_sm;
     const long long chunks = std::max(1LL, ceil_div(target_blocks, std::max(n_groups, 1)));
     long long t_min = threads / kWarp;
-    if (path == kPathShared) {
+    if (shared) {
       t_min = std::max(t_min, ceil_div(2LL * image_size * image_size, 32LL * piece_len));
     }
     tiles = std::min<long long>(std::max(ceil_div(n_tiles, chunks), t_min), n_tiles);
   }
   tiles = std::max(tiles, 1LL);
+  if (path == kPathFixed) {  // at most 2^28 slots per chunk: pixel sums stay below 2^31
+    tiles = std::min(tiles, std::max(1LL, (1LL << 28) / (32LL * piece_len)));
+  }
   if (n_tiles > 0 && ceil_div(n_tiles, tiles) > 65535) tiles = ceil_div(n_tiles, 65535);
   const int n_chunks = n_tiles > 0 ? static_cast<int>(ceil_div(n_tiles, tiles)) : 0;
 
@@ -529,7 +573,7 @@ cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, i
 }
 
 cudaError_t splat_forward(const SplatGeometry& geo, const SplatImages& img, const SplatPlan& plan,
-                          float* out, cudaStream_t stream) {
+                          const float* chunk_mass, float* out, cudaStream_t stream) {
   if (out == nullptr) return cudaErrorInvalidValue;
   SplatVariant variant;
   variant.backward = false;
@@ -540,6 +584,7 @@ cudaError_t splat_forward(const SplatGeometry& geo, const SplatImages& img, cons
   args.tiles_per_block = plan.tiles_per_block;
   args.accumulate = plan.accumulate;
   args.out = out;
+  args.chunk_mass = chunk_mass;
   return launch(variant, plan, args, stream);
 }
 

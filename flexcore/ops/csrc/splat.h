@@ -16,7 +16,10 @@ namespace flexcore {
 constexpr int kSplatMaxThreads = 512;
 constexpr int kSplatMaxImagesPerBlock = 4;
 
-enum SplatPath : int { kPathAuto = 0, kPathShared = 1, kPathGlobal = 2 };
+// kPathShared: images in shared memory (float atomics); kPathGlobal: global atomics;
+// kPathFixed: as kPathShared, but the forward accumulates in 32-bit fixed point with native
+// integer shared atomics (the backward, which has no shared atomics, is kPathShared's).
+enum SplatPath : int { kPathAuto = 0, kPathShared = 1, kPathGlobal = 2, kPathFixed = 3 };
 
 struct SplatGeometry {
   const float4* slot_cd = nullptr;    // (n_slots) x, y, z (voxels from box centre), density
@@ -47,7 +50,7 @@ struct SplatTuning {
   int images_per_block = 0;  // G, 1..4
   int threads = 0;           // multiple of 32, at most 512
   int tiles_per_block = 0;   // tiles of 32 pieces handled by one block (its voxel chunk)
-  int path = kPathAuto;      // kPathShared: images in shared memory; kPathGlobal: global atomics
+  int path = kPathAuto;      // a SplatPath
 };
 
 struct SplatPlan {
@@ -73,9 +76,12 @@ struct SplatBackwardOutputs {
 cudaError_t splat_plan(const SplatVariant& variant, int batch, int image_size, int n_tiles,
                        int piece_len, const SplatTuning& tuning, SplatPlan* plan);
 
-// out: (batch, D, D); must be zero-filled when plan.accumulate != 0.
+// out: (batch, D, D); must be zero-filled when plan.accumulate != 0. chunk_mass: for
+// plan.path == kPathFixed, (plan.n_chunks) sums of |density| over each chunk's slots (chunk c
+// holds slots [c, c + 1) * tiles_per_block * 32 * piece_len); it sets each block's fixed-point
+// scale so that no pixel sum can overflow. Ignored (may be null) on the other paths.
 cudaError_t splat_forward(const SplatGeometry& geo, const SplatImages& img, const SplatPlan& plan,
-                          float* out, cudaStream_t stream);
+                          const float* chunk_mass, float* out, cudaStream_t stream);
 
 // grad_out: (batch, D, D). outs.grad_slot must be zero-filled when plan.accumulate != 0;
 // outs.grad_proj must always be zero-filled. A null output is not computed.
