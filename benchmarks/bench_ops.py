@@ -19,7 +19,6 @@ median of ``--repeat`` runs rotating over 3 input sets; CPU times use the wall c
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import platform
 import statistics
@@ -30,10 +29,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flexcore.mesh.synthetic import lattice_geometry
+from flexcore.ops import VoxelGeometry
 from flexcore.ops.reference import splat_project_reference
 
 N_CELLS = 20
-_PERMS = list(itertools.permutations(range(3)))
 
 
 def blob_mask(size: int, fraction: float, seed: int = 0) -> np.ndarray:
@@ -50,35 +50,6 @@ def blob_mask(size: int, fraction: float, seed: int = 0) -> np.ndarray:
     return field >= np.quantile(field, 1.0 - fraction)
 
 
-def lattice_geometry(size: int, n_cells: int, mask: np.ndarray):
-    """Kuhn triangulation of a regular lattice; voxels of ``mask`` sorted by tetrahedron.
-
-    Returns coords (M, 3) float32, vertex_index (M, 4) int32, barycentric (M, 4) float32,
-    n_vertices.
-    """
-    h = size / n_cells
-    coords = (np.argwhere(mask)[:, ::-1] - size // 2).astype(np.float64)
-    u = (coords + size / 2) / h
-    cell = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
-    f = u - cell
-    order = np.argsort(-f, axis=1, kind="stable")
-    fs = np.take_along_axis(f, order, axis=1)
-    bary = np.stack([1 - fs[:, 0], fs[:, 0] - fs[:, 1], fs[:, 1] - fs[:, 2], fs[:, 2]], axis=1)
-    corners = [cell]
-    for k in range(3):
-        step = np.zeros_like(cell)
-        np.put_along_axis(step, order[:, k:k + 1], 1, axis=1)
-        corners.append(corners[-1] + step)
-    n1 = n_cells + 1
-    lattice_id = np.stack([c[:, 0] + n1 * (c[:, 1] + n1 * c[:, 2]) for c in corners], axis=1)
-    used, vidx = np.unique(lattice_id, return_inverse=True)
-    perm_code = order[:, 0] * 9 + order[:, 1] * 3 + order[:, 2]
-    cell_id = cell[:, 0] + n_cells * (cell[:, 1] + n_cells * cell[:, 2])
-    sort = np.argsort(cell_id * 27 + perm_code, kind="stable")
-    return (coords[sort].astype(np.float32), vidx.reshape(-1, 4)[sort].astype(np.int32),
-            bary[sort].astype(np.float32), len(used))
-
-
 def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
     q = rng.standard_normal((n, 4))
     q /= np.linalg.norm(q, axis=1, keepdims=True)
@@ -92,11 +63,12 @@ def random_rotations(n: int, rng: np.random.Generator) -> np.ndarray:
 
 class Problem:
     def __init__(self, size: int, fraction: float, device: str, seed: int = 0):
-        coords, vidx, bary, nv = lattice_geometry(size, N_CELLS, blob_mask(size, fraction, seed))
+        coords, vidx, bary, verts = lattice_geometry(size, N_CELLS, blob_mask(size, fraction, seed))
         rng = np.random.default_rng(seed + 1)
-        t = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
-        self.size, self.device, self.nv, self.m = size, device, nv, len(coords)
-        self.coords, self.vidx, self.bary = t(coords), t(vidx), t(bary)
+        t = lambda a, dtype: torch.as_tensor(a, dtype=dtype, device=device)  # noqa: E731
+        self.size, self.device, self.nv, self.m = size, device, len(verts), len(coords)
+        self.geometry = VoxelGeometry(t(coords, torch.float32), t(vidx, torch.int32),
+                                      t(bary, torch.float32))
         self.density = t(rng.uniform(0.5, 1.5, self.m).astype(np.float32))
         runs = 1 + np.count_nonzero((vidx[1:] != vidx[:-1]).any(1))
         self.mean_run = self.m / runs
@@ -117,7 +89,7 @@ class Problem:
 def run_once(op, prob: Problem, rot, disp, w, backward: bool, grad_disp: bool):
     dens = prob.density.detach().requires_grad_(backward)
     dsp = disp.detach().requires_grad_(backward and grad_disp)
-    img = op(dens, prob.coords, prob.vidx, prob.bary, dsp, rot, prob.size)
+    img = op(dens, prob.geometry, dsp, rot, prob.size)
     if backward:
         torch.autograd.backward(img, grad_tensors=w)
     return img
@@ -163,7 +135,7 @@ def sweep_tunings(prob: Problem, b: int, grad_disp: bool):
     """Auto, then one knob at a time away from auto."""
     from flexcore.ops.cuda import SplatTuning, build_slot_layout, launch_plan
 
-    layout = build_slot_layout(prob.vidx)
+    layout = build_slot_layout(prob.geometry.vertex_index)
     plan = launch_plan(b, prob.size, layout.n_tiles, layout.piece_len, has_disp=True,
                        backward=True, need_grad_density=True, need_grad_displacements=grad_disp)
     yield "auto", SplatTuning()
@@ -220,7 +192,7 @@ def bench_size(prob: Problem, b: int, args, impls, rows, meta, grad_disp=True):
         for name, tuning in configs:
             row = dict(base, impl="kernel", config=name)
             try:
-                layout = build_slot_layout(prob.vidx, tuning.piece_len)
+                layout = build_slot_layout(prob.geometry.vertex_index, tuning.piece_len)
                 row["piece_len"] = layout.piece_len
                 row["plan_fwd"] = launch_plan(b, prob.size, layout.n_tiles, layout.piece_len,
                                               has_disp=True, tuning=tuning)

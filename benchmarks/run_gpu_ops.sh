@@ -117,6 +117,7 @@ cat > "$OUT/sanitize_case.py" << 'EOF'
 """Small forward + backward runs over paths and images-per-block, for compute-sanitizer."""
 import torch
 
+from flexcore.ops import VoxelGeometry
 from flexcore.ops.cuda import SplatTuning, splat_project_cuda
 from flexcore.rotations import random_rotations
 
@@ -128,15 +129,16 @@ vidx = torch.randint(0, nv, (m // 20, 4))[tet].int().cuda()
 bary = torch.rand(m, 4).cuda()
 bary /= bary.sum(1, keepdim=True)
 rot = torch.as_tensor(random_rotations(b, 1), dtype=torch.float32).cuda()
+geometry = VoxelGeometry(coords, vidx, bary)
 for path in ("shared", "global", "fixed"):
     for g in (1, 3, 4):
         for tiles in (0, 1_000_000):
             dens = (torch.rand(m) + 0.5).cuda().requires_grad_()
             disp = torch.randn(b, nv, 3).cuda().requires_grad_()
             t = SplatTuning(images_per_block=g, path=path, tiles_per_block=tiles, threads=64)
-            img = splat_project_cuda(dens, coords, vidx, bary, disp, rot, d, tuning=t)
+            img = splat_project_cuda(dens, geometry, disp, rot, d, tuning=t)
             torch.autograd.backward(img, torch.randn_like(img))
-            rigid = splat_project_cuda(dens, coords, vidx, bary, None, rot, d, tuning=t)
+            rigid = splat_project_cuda(dens, geometry, None, rot, d, tuning=t)
             torch.autograd.backward(rigid, torch.randn_like(rigid))
 torch.cuda.synchronize()
 print("sanitize case done")

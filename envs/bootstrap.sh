@@ -11,5 +11,5 @@ fi
 if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
-.venv/bin/python -m pip install --quiet -e ".[dev]"
+.venv/bin/python -m pip install --quiet -e ".[dev,workflow]"
 .venv/bin/python -c "import flexcore, torch, snakemake; print('flexcore', flexcore.__version__, '| torch', torch.__version__, '| snakemake', snakemake.__version__ if hasattr(snakemake, '__version__') else '')"

@@ -52,6 +52,16 @@ def rfft_radius_3d(size: int, device=None, dtype=torch.float32) -> torch.Tensor:
     return torch.sqrt(gz**2 + gy**2 + gx**2)
 
 
+def center_crop(x: torch.Tensor, size: int, ndim: int) -> torch.Tensor:
+    """Real-space crop of the last ``ndim`` axes to ``size`` about the centre ``N // 2``."""
+    n = x.shape[-1]
+    if size == n:
+        return x
+    lo = n // 2 - size // 2
+    sl = (Ellipsis,) + (slice(lo, lo + size),) * ndim
+    return x[sl]
+
+
 def fourier_crop(x: torch.Tensor, new_size: int, ndim: int) -> torch.Tensor:
     """Resample the last ``ndim`` axes from ``N`` to ``new_size`` by cropping (``new_size < N``)
     or zero-padding (``new_size > N``) the centred spectrum.

@@ -20,53 +20,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
-
-from .errors import ConfigError, InputFileError  # noqa: E402
-from .fourier import band_limit_resample_3d  # noqa: E402
-from .io import read_map, write_map  # noqa: E402
-from .model.trained import TrainedModel, load_trained_model  # noqa: E402
-from .ops import splat_volume  # noqa: E402
-from .utils.atomic import atomic_path, write_text_atomic  # noqa: E402
-from .utils.logging import get_logger  # noqa: E402
-from .utils.provenance import write_provenance  # noqa: E402
+from .errors import ConfigError, InputFileError
+from .fourier import band_limit_resample_3d
+from .io import read_latent_points, read_map, write_map
+from .ops import splat_volume
+from .series_export import write_chimerax_series, write_motion_gif, write_slice_strip
+from .train.trained import TrainedModel, load_trained_model
+from .utils.logging import get_logger
+from .utils.provenance import write_provenance
 
 log = get_logger("flexcore.generate")
-
-
-def read_latent_points(path, k: int) -> np.ndarray:
-    """Custom latent points ``(P, K)`` from ``.npy``, ``.csv``/``.txt`` (one point per row) or
-    a particle file with latent columns (``_flexLatentN`` / ``components_mode_N/value``)."""
-    path = Path(path)
-    if not path.exists():
-        raise InputFileError(path, "latent point file not found")
-    if path.suffix == ".npy":
-        z = np.load(path)
-    elif path.suffix in (".csv", ".txt", ".tsv"):
-        text = path.read_text().strip().splitlines()
-        rows = [r.replace(",", " ").split() for r in text if r.strip() and not r.startswith("#")]
-        try:
-            z = np.array([[float(v) for v in r] for r in rows])
-        except ValueError:
-            z = np.array([[float(v) for v in r] for r in rows[1:]])  # header row
-    else:
-        from .io import read_particles
-        from .train.step import read_init_latents
-
-        n = len(read_particles(path))
-        z = read_init_latents(path, n, k)
-    z = np.atleast_2d(np.asarray(z, dtype=np.float32))
-    if z.shape[1] != k:
-        raise InputFileError(path, f"latent points have {z.shape[1]} dimensions, the model has {k}")
-    if not np.isfinite(z).all():
-        raise InputFileError(path, "latent points contain NaN or infinite values")
-    return z
 
 
 def series_points(model: TrainedModel, dim: int, n_frames: int, radius: float | None,
@@ -92,19 +58,16 @@ class VolumeDeformer:
         self.box = int(volume.shape[-1])
         self.scale = self.box / model.box
         mesh = model.mesh if self.box == model.box else model.mesh.upscale(self.box)
-        vd = mesh.voxel_data()
-        self.voxel_index = torch.as_tensor(vd["voxel_index"], device=device)
-        self.coords = torch.as_tensor(vd["coords"], device=device)
-        self.vertex_index = torch.as_tensor(vd["vertex_index"], device=device)
-        self.bary = torch.as_tensor(vd["barycentric"], device=device)
-        soft = torch.as_tensor(mesh.mask_soft, device=device, dtype=torch.float32).flatten()
+        self.geometry = geo = mesh.voxel_tensors(device)
+        soft = geo.gather(torch.as_tensor(mesh.mask_soft, device=device, dtype=torch.float32))
         flat = volume.to(device).flatten()
-        self.density = flat[self.voxel_index] * soft[self.voxel_index]
+        inside = geo.gather(flat)
+        self.density = inside * soft
         # with ``keep_outside`` (a user's map) what lies outside the soft mask stays where it
         # is; the canonical map has no meaning there, so it is left out
         if keep_outside:
             static = flat.clone()
-            static[self.voxel_index] = flat[self.voxel_index] * (1 - soft[self.voxel_index])
+            static[geo.voxel_index] = inside * (1 - soft)
         else:
             static = torch.zeros_like(flat)
         self.static = static.view(volume.shape)
@@ -114,59 +77,9 @@ class VolumeDeformer:
     @torch.no_grad()
     def frame(self, z: np.ndarray) -> np.ndarray:
         disp = self.model.displacements(z[None], device=self.device)[0] * self.scale
-        moved = splat_volume(self.density, self.coords, self.vertex_index, self.bary, disp,
-                             self.box, supersample=self.supersample)
+        moved = splat_volume(self.density, self.geometry, disp, self.box,
+                             supersample=self.supersample)
         return (moved + self.static).cpu().numpy()
-
-
-def write_chimerax_series(path: Path, frame_glob: str, level: float) -> None:
-    """A ChimeraX command file that opens frames as a volume series and plays it.
-    (ChimeraX runs a .cxc with its folder as the current directory, so paths are relative.)"""
-    write_text_atomic(path, "\n".join([
-        f"# flexcore volume series: open in ChimeraX with `open {path.name}`",
-        f"open {frame_glob} vseries true",
-        f"volume #1 level {level:.4g} style surface",
-        "vseries play #1 loop true direction oscillate",
-        "view",
-    ]) + "\n")
-
-
-def write_motion_gif(frames: list[np.ndarray], path: Path, title: str) -> None:
-    """Animated GIF of projections along z, x and y (forth and back)."""
-    projs = [np.stack([f.sum(0), f.sum(1), f.sum(2)]) for f in frames]
-    lo, hi = min(p.min() for p in projs), max(p.max() for p in projs)
-    fig, axes = plt.subplots(1, 3, figsize=(7.5, 2.8))
-    ims = []
-    for ax, name, img in zip(axes, ("along z", "along y", "along x"), projs[0]):
-        ims.append(ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower"))
-        ax.set_title(name, fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
-
-    def update(i):
-        for im, img in zip(ims, projs[order[i]]):
-            im.set_data(img)
-        fig.suptitle(f"{title} — frame {order[i] + 1}/{len(frames)}", fontsize=9)
-        return ims
-
-    anim = FuncAnimation(fig, update, frames=len(order), blit=False)
-    with atomic_path(path) as tmp:
-        anim.save(tmp, writer=PillowWriter(fps=8))
-    plt.close(fig)
-
-
-def write_slice_strip(frames: list[np.ndarray], path: Path, labels: list[str]) -> None:
-    picks = np.unique(np.linspace(0, len(frames) - 1, min(5, len(frames))).round().astype(int))
-    fig, axes = plt.subplots(1, len(picks), figsize=(2.4 * len(picks), 2.6), squeeze=False)
-    for ax, i in zip(axes[0], picks):
-        ax.imshow(frames[i].sum(0), cmap="gray", origin="lower")
-        ax.set_title(labels[i], fontsize=8)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
-    plt.close(fig)
 
 
 def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: float | None = None,

@@ -14,7 +14,6 @@ consensus map (flipping inverted particles) and the residual noise spectrum, and
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -23,24 +22,14 @@ import torch
 
 from .ctf import ctf_for_particles
 from .errors import ConfigError, InputFileError
-from .fourier import fourier_crop
+from .fourier import center_crop, fourier_crop
 from .io import ImageSource, StackWriter, read_map, read_particles, write_map, write_star
 from .model.image_model import ImageFormation
+from .prep_info import PrepInfo
 from .projection import project_volume
 from .utils.logging import get_logger
-from .utils.provenance import write_provenance
 
 log = get_logger("flexcore.prep")
-
-
-def center_crop(x: torch.Tensor, size: int, ndim: int) -> torch.Tensor:
-    """Real-space crop of the last ``ndim`` axes to ``size`` about the centre ``N // 2``."""
-    n = x.shape[-1]
-    if size == n:
-        return x
-    lo = n // 2 - size // 2
-    sl = (Ellipsis,) + (slice(lo, lo + size),) * ndim
-    return x[sl]
 
 
 def check_map_matches(map_path, volume: np.ndarray, voxel_A: float, box: int,
@@ -89,7 +78,7 @@ def run_prep(
     auto_sign: bool = True,
     seed: int = 0,
     batch: int = 512,
-) -> dict:
+) -> PrepInfo:
     """Prepare particles for training (see the module docstring for the outputs).
 
     Parameters
@@ -177,31 +166,23 @@ def run_prep(
     prepared.source_path = str(out / "particles.star")
     write_star(prepared, out / "particles.star",
                extra_columns={"flexSourceIndex": np.arange(n)})
-    info = {
-        "source_particles": str(Path(particles).resolve()),
-        "source_map": str(Path(consensus_map).resolve()),
-        "n_particles": n,
-        "original_box": box, "original_pixel_size_A": psize,
-        "crop_box": crop, "train_box": train_box, "train_pixel_size_A": train_psize,
-        "train_nyquist_A": 2 * train_psize,
-        "image_sign": sign, "image_scale": alpha,
-        "noise_variance": noise_var, "noise_power": noise_power.tolist(),
-        "half_sets": half_origin, "half_counts": [int((half == 0).sum()), int((half == 1).sum())],
-        "seconds": round(time.time() - t0, 1),
-    }
+    info = PrepInfo(
+        source_particles=str(Path(particles).resolve()),
+        source_map=str(Path(consensus_map).resolve()),
+        n_particles=n,
+        original_box=box, original_pixel_size_A=psize,
+        crop_box=crop, train_box=train_box, train_pixel_size_A=train_psize,
+        image_sign=sign, image_scale=alpha,
+        noise_variance=noise_var, noise_power=tuple(noise_power.tolist()),
+        half_sets=half_origin, half_counts=(int((half == 0).sum()), int((half == 1).sum())),
+        seconds=round(time.time() - t0, 1),
+    )
     params = dict(train_box=train_box, crop_box=crop_box, n_particles=n_particles,
                   pixel_size_A=pixel_size_A, resplit=resplit, auto_sign=auto_sign, seed=seed)
-    write_provenance(out / "prep.json", "prep", params, extra=info)
+    info.write(out / "prep.json", params)
     log.info("prepared %d particles: box %d → %d (%.3g Å/px, Nyquist %.2f Å); contrast scale "
              "%.3g%s; half sets %s %s; wrote %s", n, box, train_box, train_psize,
              2 * train_psize, alpha, " (flipped)" if sign < 0 else "", half_origin,
-             info["half_counts"], out)
+             list(info.half_counts), out)
     return info
 
-
-def load_prep_info(prep_dir) -> dict:
-    """Read ``prep.json`` from a prepared folder, with a clear error when it is missing."""
-    path = Path(prep_dir) / "prep.json"
-    if not path.exists():
-        raise InputFileError(path, "not found: run `flexcore prep` first")
-    return json.loads(path.read_text())

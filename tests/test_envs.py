@@ -1,7 +1,7 @@
 """The conda environments for `snakemake --sdm conda` agree with pyproject.toml.
 
-Every runtime dependency of pyproject appears in both envs/flexcore-cpu.yaml and
-envs/flexcore-cuda.yaml (as a conda package or in the pip section) with the same version
+Every runtime dependency of pyproject (the package's and its ``workflow`` extra's, since the
+rules run the workflow) appears in both envs/flexcore-cpu.yaml and envs/flexcore-cuda.yaml (as a conda package or in the pip section) with the same version
 bounds, the channels are conda-forge + nodefaults, and the PyTorch builds are the CPU and
 the CUDA one. (Building the environments needs conda, which CI does not have.)
 """
@@ -28,7 +28,9 @@ def pyproject() -> dict:
 
 
 def runtime_requirements() -> dict[str, SpecifierSet]:
-    reqs = [Requirement(r) for r in pyproject()["dependencies"]]
+    project = pyproject()
+    reqs = [Requirement(r) for r in project["dependencies"]
+            + project["optional-dependencies"]["workflow"]]
     return {r.name.lower(): r.specifier for r in reqs}
 
 

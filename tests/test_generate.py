@@ -10,11 +10,11 @@ from flexcore.fourier import fourier_crop
 from flexcore.generate import run_generate
 from flexcore.io import read_map, write_map
 from flexcore.mesh import run_mesh
-from flexcore.model.trained import load_trained_model
 from flexcore.prep import run_prep
 from flexcore.simulate import run_simulate
 from flexcore.train import run_train
 from flexcore.train.checkpoint import load_checkpoint, save_checkpoint
+from flexcore.train.trained import load_trained_model
 
 BOX = 32
 

@@ -125,8 +125,7 @@ def test_barycentric_interpolation_reproduces_affine_displacements(lattice):
     rng = np.random.default_rng(3)
     a, t = rng.normal(size=(3, 3)) * 0.05, rng.normal(size=3)
     delta = torch.from_numpy(mesh.points @ a.T + t)[None]
-    u = interpolate_displacements(torch.from_numpy(d["vertex_index"]),
-                                  torch.from_numpy(d["barycentric"]).double(), delta)[0].numpy()
+    u = interpolate_displacements(mesh.voxel_tensors().to(dtype=torch.float64), delta)[0].numpy()
     np.testing.assert_allclose(u, d["coords"].astype(np.float64) @ a.T + t, atol=1e-5)
 
 

@@ -144,10 +144,8 @@ def _mesh(connections):
 
 
 def _displace(mesh: TetMesh, delta: np.ndarray) -> np.ndarray:
-    d = mesh.voxel_data()
-    return interpolate_displacements(torch.from_numpy(d["vertex_index"]),
-                                     torch.from_numpy(d["barycentric"]).double(),
-                                     torch.from_numpy(delta)[None])[0].numpy()
+    geometry = mesh.voxel_tensors().to(dtype=torch.float64)
+    return interpolate_displacements(geometry, torch.from_numpy(delta)[None])[0].numpy()
 
 
 def test_voxel_tet_comes_from_its_own_segment():

@@ -67,7 +67,7 @@ def test_singular_value_sum_matches_svd_and_its_gradient():
 
 
 def test_flow_generator_starts_near_rigid_and_has_the_right_shape():
-    flow = FlowGenerator(2, 100, hidden=64, n_layers=6)
+    flow = FlowGenerator(2, 100, hidden_units=64, n_layers=6)
     z = torch.rand(8, 2) * 3 - 1.5
     out = flow(z)
     assert out.shape == (8, 100, 3)

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.ops import backend_for, splat_project
+from flexcore.ops import VoxelGeometry, backend_for, splat_project
 from flexcore.ops.cuda import (
     SplatTuning,
     build_slot_layout,
@@ -66,7 +66,8 @@ def away_from_pixel_lines(density, coords, vidx, bary, disp, rot, d, eps=EDGE_EP
     """Density with voxels that land within ``eps`` of a pixel line (any image) set to 0."""
     pos = coords.double()[None].expand(rot.shape[0], -1, -1)
     if disp is not None:
-        pos = pos + interpolate_displacements(vidx.long(), bary.double(), disp.double())
+        geometry = VoxelGeometry(coords, vidx.long(), bary.double())
+        pos = pos + interpolate_displacements(geometry, disp.double())
     p = torch.einsum("bij,bmj->bmi", rot[:, :2].double(), pos) + d // 2
     near = ((p - p.round()).abs() < eps).any(-1).any(0)
     return torch.where(near, torch.zeros_like(density), density)
@@ -87,7 +88,7 @@ def run_both(density, coords, vidx, bary, disp, rot, d, tuning=None, seed=1):
         dt = torch.float32 if kernel else torch.float64
         dens = density.to(dt).clone().requires_grad_()
         dsp = None if disp is None else disp.to(dt).clone().requires_grad_()
-        args = (dens, coords.to(dt), vidx, bary.to(dt), dsp, rot.to(dt), d)
+        args = (dens, VoxelGeometry(coords.to(dt), vidx, bary.to(dt)), dsp, rot.to(dt), d)
         img = splat_project_cuda(*args, tuning=tuning) if kernel else splat_project_reference(*args)
         wanted = [dens] if dsp is None else [dens, dsp]
         grads = torch.autograd.grad((img * w.to(dt)).sum(), wanted)
@@ -137,7 +138,9 @@ def test_kernel_matches_reference(ext, case):
 
 @pytest.mark.cuda
 def test_kernel_matches_reference_on_a_lattice_mesh(ext):
-    from test_ops_reference import ball_mask, lattice_geometry
+    from test_ops_reference import ball_mask
+
+    from flexcore.mesh.synthetic import lattice_geometry
 
     d = 64
     coords, vidx, bary, verts = lattice_geometry(d, 20, ball_mask(d, 0.35 * d))
@@ -200,11 +203,11 @@ def test_only_the_requested_gradient(ext, which):
     w = torch.randn(9, 48, 48, device="cuda")
     dens = density.clone().requires_grad_(which == "density")
     dsp = disp.clone().requires_grad_(which == "displacements")
-    img = splat_project_cuda(dens, coords, vidx, bary, dsp, rot, 48)
+    img = splat_project_cuda(dens, VoxelGeometry(coords, vidx, bary), dsp, rot, 48)
     (grad,) = torch.autograd.grad((img * w).sum(), [dens if which == "density" else dsp])
     ref_in = [density.double().requires_grad_(which == "density"),
               disp.double().requires_grad_(which == "displacements")]
-    ref = splat_project_reference(ref_in[0], coords.double(), vidx, bary.double(), ref_in[1],
+    ref = splat_project_reference(ref_in[0], VoxelGeometry(coords.double(), vidx, bary.double()), ref_in[1],
                                   rot.double(), 48)
     (ref_grad,) = torch.autograd.grad((ref * w.double()).sum(),
                                       [ref_in[0] if which == "density" else ref_in[1]])
@@ -217,7 +220,7 @@ def test_mass_is_conserved_inside_the_box(ext, path):
     density, coords, vidx, bary, disp, rot = random_problem(64, 16, 40_000, 500, spread=0.2,
                                                             seed=25)
     # |x| <= 0.2 * 64 * sqrt(3) = 22.2 and |u| < 4 voxels: every point lands well inside
-    img = splat_project_cuda(density, coords, vidx, bary, 0.3 * disp, rot, 64,
+    img = splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), 0.3 * disp, rot, 64,
                              tuning=SplatTuning(path=path))
     torch.testing.assert_close(img.double().sum((1, 2)), density.double().sum().expand(16),
                                rtol=1e-5, atol=0)
@@ -235,11 +238,11 @@ def test_fixed_point_cannot_overflow_when_all_mass_lands_on_one_pixel(ext):
     density = torch.full((m,), 1e6, device="cuda")
     density[::7] = -3e5  # signed densities: the scale bounds the sum of |density|
     rot = torch.eye(3, device="cuda").expand(3, 3, 3).contiguous()
-    ref = splat_project_reference(density.double(), coords.double(), vidx, bary.double(), None,
+    ref = splat_project_reference(density.double(), VoxelGeometry(coords.double(), vidx, bary.double()), None,
                                   rot.double(), d)
     for tiles in (1, 1_000_000):  # many chunks, one chunk
         t = SplatTuning(path="fixed", tiles_per_block=tiles)
-        img = splat_project_cuda(density, coords, vidx, bary, None, rot, d, tuning=t)
+        img = splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), None, rot, d, tuning=t)
         # each voxel holds ~2^30 / 4096 units; a corner share of >= 0.06 rounds by <= 2 units
         assert rel_err(img, ref) < 1e-3, f"tiles_per_block={tiles}"
 
@@ -252,16 +255,16 @@ def test_fixed_point_rounding_is_bounded_by_the_chunk_mass(ext):
     density, coords, vidx, bary, disp, rot = random_problem(64, 8, 50_000, 1_000, seed=31)
     density[123] = 1e4 * float(density.max())
     one_chunk = dict(tiles_per_block=1_000_000)
-    fixed = splat_project_cuda(density, coords, vidx, bary, disp, rot, 64,
+    fixed = splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp, rot, 64,
                                tuning=SplatTuning(path="fixed", **one_chunk)).double()
-    flt = splat_project_cuda(density, coords, vidx, bary, disp, rot, 64,
+    flt = splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp, rot, 64,
                              tuning=SplatTuning(path="shared", **one_chunk)).double()
     unit = float(density.double().abs().sum()) * 2.0 ** -30
     l1 = (fixed - flt).abs().sum((1, 2))
     assert (l1 <= 3.5 * 50_000 * unit + 1e-5 * flt.abs().sum((1, 2))).all()
     small = density.clone()
     small[123] = 0
-    small_img = splat_project_cuda(small, coords, vidx, bary, disp, rot, 64).double()
+    small_img = splat_project_cuda(small, VoxelGeometry(coords, vidx, bary), disp, rot, 64).double()
     assert float((fixed - flt).norm() / small_img.norm()) < 1e-4
 
 
@@ -270,16 +273,18 @@ def test_fixed_point_forward_is_bitwise_reproducible(ext):
     # integer atomics commute: with one voxel chunk the forward does not depend on the order
     problem = random_problem(64, 32, 50_000, 1_000, spread=0.4, seed=32)
     t = SplatTuning(path="fixed", tiles_per_block=1_000_000)
-    first = splat_project_cuda(*problem, 64, tuning=t)
+    density, coords, vidx, bary, disp, rot = problem
+    geometry = VoxelGeometry(coords, vidx, bary)
+    first = splat_project_cuda(density, geometry, disp, rot, 64, tuning=t)
     for _ in range(3):
-        assert torch.equal(splat_project_cuda(*problem, 64, tuning=t), first)
+        assert torch.equal(splat_project_cuda(density, geometry, disp, rot, 64, tuning=t), first)
 
 
 @pytest.mark.cuda
 def test_fixed_point_passes_non_finite_densities_on(ext):
     density, coords, vidx, bary, disp, rot = random_problem(32, 4, 5_000, 100, seed=33)
     density[10] = float("nan")
-    img = splat_project_cuda(density, coords, vidx, bary, disp, rot, 32,
+    img = splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32,
                              tuning=SplatTuning(path="fixed"))
     assert not torch.isfinite(img).all()
 
@@ -298,8 +303,8 @@ def test_repeated_runs_agree_to_rounding(ext):
 def test_public_function_dispatches_to_the_kernel(ext):
     density, coords, vidx, bary, disp, rot = random_problem(32, 4, 5_000, 100, seed=27)
     assert backend_for(density.device) == "cuda"
-    torch.testing.assert_close(splat_project(density, coords, vidx, bary, disp, rot, 32),
-                               splat_project_cuda(density, coords, vidx, bary, disp, rot, 32),
+    torch.testing.assert_close(splat_project(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32),
+                               splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32),
                                rtol=1e-5, atol=1e-5)
 
 
@@ -307,10 +312,10 @@ def test_public_function_dispatches_to_the_kernel(ext):
 def test_bad_tuning_and_bad_vertex_indices_raise(ext):
     density, coords, vidx, bary, disp, rot = random_problem(32, 4, 5_000, 100, seed=28)
     with pytest.raises(RuntimeError, match="no launch plan"):
-        splat_project_cuda(density, coords, vidx, bary, disp, rot, 32,
+        splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32,
                            tuning=SplatTuning(images_per_block=9))
     with pytest.raises(ValueError, match="vertex_index"):
-        splat_project_cuda(density, coords, vidx, bary, disp[:, :50].contiguous(), rot, 32)
+        splat_project_cuda(density, VoxelGeometry(coords, vidx, bary), disp[:, :50].contiguous(), rot, 32)
 
 
 @pytest.mark.cuda
@@ -325,14 +330,14 @@ def test_offsets_past_two_to_the_31(ext, d, path):
     rot = torch.as_tensor(random_rotations(b, 30), dtype=torch.float32, device="cuda")
     disp = torch.randn(b, 50, 3, device="cuda")
     dens = density.clone().requires_grad_()
-    img = splat_project_cuda(dens, coords, vidx, bary, disp, rot, d,
+    img = splat_project_cuda(dens, VoxelGeometry(coords, vidx, bary), disp, rot, d,
                              tuning=SplatTuning(path=path))
     w = torch.zeros_like(img)
     w[-1] = torch.randn(d, d, device="cuda")
     (grad,) = torch.autograd.grad(img, dens, grad_outputs=w)
     pick = [0, b - 2, b - 1]
     ref_dens = density.double().requires_grad_()
-    ref = splat_project_reference(ref_dens, coords.double(), vidx, bary.double(),
+    ref = splat_project_reference(ref_dens, VoxelGeometry(coords.double(), vidx, bary.double()),
                                   disp[pick].double(), rot[pick].double(), d)
     assert rel_err(img[pick], ref) < TOL
     (ref_grad,) = torch.autograd.grad(ref[-1], ref_dens, grad_outputs=w[-1].double())

@@ -4,50 +4,14 @@ independent Fourier-slice projector that pins the rotation convention."""
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 import pytest
 import torch
 
-from flexcore.ops import splat_project
+from flexcore.mesh.synthetic import lattice_geometry
+from flexcore.ops import VoxelGeometry, splat_project
 from flexcore.ops.reference import splat_project_reference
 from flexcore.rotations import random_rotations
-
-_PERMS = list(itertools.permutations(range(3)))
-
-
-def lattice_geometry(size: int, n_cells: int, mask: np.ndarray):
-    """Kuhn (6-tetrahedra) triangulation of a regular lattice over a ``size``³ box.
-
-    Returns ``coords (M, 3)`` (voxel centres ``(x, y, z)`` from the box centre, for the
-    ``[z, y, x]`` voxels where ``mask`` is true), ``vertex_index (M, 4)``, ``barycentric
-    (M, 4)`` and ``vertices (Nv, 3)`` with ``Σ_k b_k vertices[idx_k] = coords`` exactly; voxels
-    are sorted by tetrahedron (runs of equal vertex indices), as the mesh code provides them.
-    """
-    h = size / n_cells
-    zyx = np.argwhere(mask)
-    coords = (zyx[:, ::-1] - size // 2).astype(np.float64)
-    u = (coords + size / 2) / h
-    cell = np.clip(np.floor(u), 0, n_cells - 1).astype(np.int64)
-    f = u - cell
-    order = np.argsort(-f, axis=1, kind="stable")
-    fs = np.take_along_axis(f, order, axis=1)
-    bary = np.stack([1 - fs[:, 0], fs[:, 0] - fs[:, 1], fs[:, 1] - fs[:, 2], fs[:, 2]], axis=1)
-    corners = [cell]
-    for k in range(3):
-        step = np.zeros_like(cell)
-        np.put_along_axis(step, order[:, k:k + 1], 1, axis=1)
-        corners.append(corners[-1] + step)
-    n1 = n_cells + 1
-    lattice_id = np.stack([c[:, 0] + n1 * (c[:, 1] + n1 * c[:, 2]) for c in corners], axis=1)
-    used, vertex_index = np.unique(lattice_id, return_inverse=True)
-    vertex_index = vertex_index.reshape(-1, 4)
-    vertices = np.stack([used % n1, (used // n1) % n1, used // (n1 * n1)], axis=1) * h - size / 2
-    perm_id = np.array([_PERMS.index(tuple(o)) for o in order])
-    cell_id = cell[:, 0] + n_cells * (cell[:, 1] + n_cells * cell[:, 2])
-    sort = np.argsort(cell_id * 6 + perm_id, kind="stable")
-    return coords[sort], vertex_index[sort], bary[sort], vertices
 
 
 def ball_mask(size: int, radius: float, centre=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -92,7 +56,7 @@ def test_single_voxel_at_centre_lands_on_centre_pixel(d):
     vidx = torch.zeros(1, 4, dtype=torch.int64)
     bary = torch.tensor([[0.25] * 4], dtype=torch.float64)
     for disp in (None, torch.zeros(4, 1, 3, dtype=torch.float64)):
-        img = splat_project_reference(density, coords, vidx, bary, disp, rot, d)
+        img = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, rot, d)
         expected = torch.zeros(4, d, d, dtype=torch.float64)
         expected[:, d // 2, d // 2] = 2.5
         torch.testing.assert_close(img, expected, rtol=0, atol=1e-12)
@@ -102,8 +66,8 @@ def test_zero_displacement_equals_rigid_projection():
     density, coords, vidx, bary, verts = blob_problem()
     rot = rotations(3, 2)
     zero = torch.zeros(3, verts.shape[0], 3, dtype=torch.float64)
-    rigid = splat_project_reference(density, coords, vidx, bary, None, rot, 32)
-    moved = splat_project_reference(density, coords, vidx, bary, zero, rot, 32)
+    rigid = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), None, rot, 32)
+    moved = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), zero, rot, 32)
     torch.testing.assert_close(moved, rigid, rtol=0, atol=1e-12)
 
 
@@ -113,8 +77,8 @@ def test_uniform_translation_shifts_by_whole_pixels():
     shift = torch.tensor([3.0, -2.0, 0.7], dtype=torch.float64)  # particle frame (x, y, z)
     t = torch.einsum("bji,j->bi", rot, shift)  # A^T s: vertex translation giving (A t)_xy = s_xy
     disp = t[:, None, :].expand(-1, verts.shape[0], -1).contiguous()
-    rigid = splat_project_reference(density, coords, vidx, bary, None, rot, 32)
-    moved = splat_project_reference(density, coords, vidx, bary, disp, rot, 32)
+    rigid = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), None, rot, 32)
+    moved = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32)
     expected = torch.roll(rigid, shifts=(-2, 3), dims=(1, 2))  # image[y - 2, x + 3] = rigid[y, x]
     assert rigid[:, :3].abs().max() == 0 and rigid[:, :, -4:].abs().max() == 0  # no wrap-around
     torch.testing.assert_close(moved, expected, rtol=0, atol=1e-10 * rigid.abs().max().item())
@@ -135,8 +99,8 @@ def test_uniform_translation_subpixel_matches_fourier_shift():
     shift = torch.tensor([0.37, -0.61, 0.0], dtype=torch.float64)
     t = torch.einsum("bji,j->bi", rot, shift)
     disp = t[:, None, :].expand(-1, verts.shape[0], -1).contiguous()
-    rigid = splat_project_reference(density, coords, vidx, bary, None, rot, 48)
-    moved = splat_project_reference(density, coords, vidx, bary, disp, rot, 48)
+    rigid = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), None, rot, 48)
+    moved = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, rot, 48)
     # Bilinear splatting blurs by a position-dependent amount near Nyquist: compare the band
     # below 0.25 cycles/pixel, away from the edges.
     expected = lowpass(fourier_shift(rigid, 0.37, -0.61), 0.25)
@@ -153,8 +117,8 @@ def test_rigid_rotation_of_vertices_equals_composed_pose():
     r = rotations(3, 6)
     eye = torch.eye(3, dtype=torch.float64)
     disp = torch.einsum("bij,vj->bvi", r - eye, verts)  # (R - I) p about the box centre
-    moved = splat_project_reference(density, coords, vidx, bary, disp, a, 32)
-    composed = splat_project_reference(density, coords, vidx, bary, None, a @ r, 32)
+    moved = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, a, 32)
+    composed = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), None, a @ r, 32)
     torch.testing.assert_close(moved, composed, rtol=0, atol=1e-10 * composed.abs().max().item())
 
 
@@ -173,15 +137,16 @@ def test_mass_is_conserved_inside_and_cut_at_the_edges():
     coords = rng.uniform(-d, d, size=(m, 3))  # many points outside, some straddling the edges
     density = rng.uniform(0.5, 1.5, size=m)
     rot = random_rotations(b, 8)
-    img = splat_project_reference(*as_torch(density, coords), torch.zeros(m, 4, dtype=torch.int64),
-                                  torch.full((m, 4), 0.25, dtype=torch.float64), None,
-                                  torch.as_tensor(rot), d)
+    dens_t, coords_t = as_torch(density, coords)
+    geometry = VoxelGeometry(coords_t, torch.zeros(m, 4, dtype=torch.int64),
+                             torch.full((m, 4), 0.25, dtype=torch.float64))
+    img = splat_project_reference(dens_t, geometry, None, torch.as_tensor(rot), d)
     p = np.einsum("bij,mj->bmi", rot[:, :2], coords) + d // 2
     expected = (density * in_box_share(p[..., 0], d) * in_box_share(p[..., 1], d)).sum(1)
     np.testing.assert_allclose(img.sum((1, 2)).numpy(), expected, rtol=1e-12)
     # a blob well inside the box keeps all of its mass
     density, coords, vidx, bary, verts = blob_problem()
-    inside = splat_project_reference(density, coords, vidx, bary, None, rotations(3, 9), 32)
+    inside = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), None, rotations(3, 9), 32)
     torch.testing.assert_close(inside.sum((1, 2)), density.sum().expand(3), rtol=1e-12, atol=0)
 
 
@@ -193,7 +158,7 @@ def test_gradient_of_the_in_box_share_at_the_edge():
     eye = torch.eye(3, dtype=torch.float64)[None]
     vidx = torch.zeros(1, 4, dtype=torch.int64)
     bary = torch.full((1, 4), 0.25, dtype=torch.float64)
-    img = splat_project_reference(density, coords, vidx, bary, disp, eye, d)  # px = D - 0.5
+    img = splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, eye, d)  # px = D - 0.5
     assert img[0, d // 2, d - 1].item() == pytest.approx(1.0)  # half of the mass is inside
     assert img.sum().item() == pytest.approx(1.0)
     w = torch.arange(d * d, dtype=torch.float64).reshape(1, d, d)
@@ -217,7 +182,7 @@ def test_gradcheck_tiny():
     disp = torch.as_tensor(rng.normal(0, 0.7, (b, nv, 3))).requires_grad_()
 
     def fn(dens, dsp):
-        return splat_project_reference(dens, coords, vidx, bary, dsp, rot, d)
+        return splat_project_reference(dens, VoxelGeometry(coords, vidx, bary), dsp, rot, d)
 
     assert torch.autograd.gradcheck(fn, (density, disp), eps=1e-6, atol=1e-6, rtol=1e-5)
 
@@ -227,10 +192,10 @@ def test_public_function_runs_the_reference_on_cpu():
     rot = rotations(2, 13)
     disp = torch.randn(2, verts.shape[0], 3, dtype=torch.float64) * 0.5
     torch.testing.assert_close(
-        splat_project(density, coords, vidx, bary, disp, rot, 32),
-        splat_project_reference(density, coords, vidx, bary, disp, rot, 32))
+        splat_project(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32),
+        splat_project_reference(density, VoxelGeometry(coords, vidx, bary), disp, rot, 32))
     with pytest.raises(ValueError, match="displacements"):
-        splat_project(density, coords, vidx, bary, disp[:1], rot, 32)
+        splat_project(density, VoxelGeometry(coords, vidx, bary), disp[:1], rot, 32)
 
 
 def lowpass(images: torch.Tensor, cutoff: float) -> torch.Tensor:
@@ -261,8 +226,9 @@ def test_rotation_convention_matches_fourier_slice_projector():
     density = volume.reshape(-1)
     m = density.shape[0]
     rot = rotations(3, 14)
-    ours = splat_project_reference(density, coords, torch.zeros(m, 4, dtype=torch.int64),
-                                   torch.full((m, 4), 0.25, dtype=torch.float64), None, rot, d)
+    geometry = VoxelGeometry(coords, torch.zeros(m, 4, dtype=torch.int64),
+                             torch.full((m, 4), 0.25, dtype=torch.float64))
+    ours = splat_project_reference(density, geometry, None, rot, d)
     theirs = tfs.project_3d_to_2d(volume.float(), rotation_matrices=rot.transpose(1, 2).float())
     wrong = tfs.project_3d_to_2d(volume.float(), rotation_matrices=rot.float())
     for i in range(rot.shape[0]):
@@ -288,12 +254,12 @@ def test_pull_variant_agrees_with_push_for_rigid_and_integer_translations():
     density = flat[idx]
     rot = rotations(2, 5).float()
     nv = verts.shape[0]
-    push = splat_project_reference(density, coords_t, vidx_t, bary_t, None, rot, size)
-    pull = pull_project_reference(volume, coords_t, vidx_t, bary_t, None, rot, size)
+    push = splat_project_reference(density, VoxelGeometry(coords_t, vidx_t, bary_t), None, rot, size)
+    pull = pull_project_reference(volume, VoxelGeometry(coords_t, vidx_t, bary_t), None, rot, size)
     torch.testing.assert_close(pull, push, atol=1e-5, rtol=1e-5)
     t = torch.tensor([2.0, -1.0, 1.0])
     disp = t.expand(2, nv, 3).contiguous()
-    push_t = splat_project_reference(density, coords_t, vidx_t, bary_t, disp, rot, size)
-    pull_t = pull_project_reference(volume, coords_t, vidx_t, bary_t, disp, rot, size)
+    push_t = splat_project_reference(density, VoxelGeometry(coords_t, vidx_t, bary_t), disp, rot, size)
+    pull_t = pull_project_reference(volume, VoxelGeometry(coords_t, vidx_t, bary_t), disp, rot, size)
     assert float((pull_t - push_t).abs().max()) < 1e-3 * float(push_t.abs().max())
     assert float((pull_t - push).abs().max()) > 0.1 * float(push.abs().max())  # it did move

@@ -22,10 +22,10 @@ def sim(tmp_path_factory):
 def test_prep_downsamples_and_links_to_source(sim, tmp_path):
     info = run_prep(sim / "particles.star", sim / "consensus.mrc", tmp_path, train_box=32,
                     n_particles=150)
-    assert info["train_pixel_size_A"] == pytest.approx(2.6 * 48 / 32)
+    assert info.train_pixel_size_A == pytest.approx(2.6 * 48 / 32)
     # splat projections sum voxels along a ray: a map Fourier-cropped 48 → 32 projects 32/48 as
     # bright as the (grey-level preserving) cropped images, so the fitted scale is 48/32.
-    assert info["image_sign"] == 1.0 and info["image_scale"] == pytest.approx(48 / 32, rel=0.1)
+    assert info.image_sign == 1.0 and info.image_scale == pytest.approx(48 / 32, rel=0.1)
     table = read_particles(tmp_path / "particles.star")
     assert len(table) == 150 and table.box == 32
     assert table.pixel_size_A == pytest.approx(3.9)
@@ -47,7 +47,7 @@ def test_inverted_particles_are_detected_and_flipped(sim, tmp_path):
     (flipped_dir / "particles.star").write_text((sim / "particles.star").read_text())
     info = run_prep(flipped_dir / "particles.star", sim / "consensus.mrc", tmp_path / "out",
                     train_box=48)
-    assert info["image_sign"] == -1.0 and info["image_scale"] > 0
+    assert info.image_sign == -1.0 and info.image_scale > 0
     prepared = mrcfile.read(tmp_path / "out" / "particles.mrcs")
     np.testing.assert_allclose(prepared, images, atol=1e-4)
     with pytest.raises(InputFileError, match="inverted contrast"):

@@ -26,8 +26,8 @@ from flexcore.fsc import fsc_curve, resolution_at
 from flexcore.generate import VolumeDeformer
 from flexcore.io import read_map, write_map
 from flexcore.mesh import run_mesh
-from flexcore.model.trained import load_trained_model
-from flexcore.prep import load_prep_info, run_prep
+from flexcore.prep import run_prep
+from flexcore.prep_info import PrepInfo
 from flexcore.recon import run_reconstruct
 from flexcore.recon.flex import FlexOperator, HalfObjective, solve_half, wiener_start
 from flexcore.recon.particles import ImageStream, load_recon_particles
@@ -35,6 +35,7 @@ from flexcore.rotations import rotation_about_axis
 from flexcore.simulate import run_simulate
 from flexcore.simulate.phantom import make_phantom
 from flexcore.train import run_train
+from flexcore.train.trained import load_trained_model
 
 ANGLE, SEED = 40.0, 1
 
@@ -126,10 +127,10 @@ def test_with_the_true_deformation_only_the_moving_domain_changes(data):
     from scipy.spatial import cKDTree
 
     root = data["root"]
-    info = load_prep_info(root / "prep")
+    info = PrepInfo.read(root / "prep")
     model = load_trained_model(data["checkpoint"])
     particles = load_recon_particles(root / "prep", info)
-    box, psize = int(info["crop_box"]), float(info["original_pixel_size_A"])
+    box, psize = info.crop_box, info.original_pixel_size_A
     mesh = model.mesh.upscale(box)
     phantom = make_phantom(SEED, n_moving=1)
     verts = mesh.points * psize
@@ -143,7 +144,7 @@ def test_with_the_true_deformation_only_the_moving_domain_changes(data):
             out[j, arm] = ((verts[arm] - hinge) @ rot.T + hinge - verts[arm]) / psize
         return torch.from_numpy(out)
 
-    op = FlexOperator(mesh, psize, info["noise_variance"] * (box / model.box) ** 2, "cpu")
+    op = FlexOperator(mesh, psize, info.noise_variance * (box / model.box) ** 2, "cpu")
     halves = {"oracle": [], "rigid": []}
     for h in (0, 1):
         pos = np.flatnonzero(particles.half_set == h)

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from flexcore.cli.main import main
 from flexcore.errors import ConfigError, InputFileError
-from flexcore.evaluate import evaluate_training
 from flexcore.io import read_particles
 from flexcore.mesh import run_mesh
-from flexcore.model.trained import load_trained_model
 from flexcore.prep import run_prep
 from flexcore.simulate import run_simulate
 from flexcore.train import run_train
+from flexcore.train.trained import load_trained_model
 
 
 def make_dataset(root, n, box, max_angle, seed, snr=0.1):
@@ -52,7 +52,13 @@ def max_motion(checkpoint, limit=1.5):
 
 def test_learns_the_hinge_motion(hinge):
     sim, prep, _, train = hinge
-    result = evaluate_training(sim, prep, train / "checkpoints" / "checkpoint_last.pt")
+    # scored through the `evaluate` command, which writes the record and one row per map
+    out = train.parent / "evaluation"
+    assert main(["evaluate", str(sim), str(prep), str(train / "checkpoints" / "checkpoint_last.pt"),
+                 str(out)]) == 0
+    result = json.loads((out / "evaluation.json").read_text())
+    rows = (out / "evaluation.tsv").read_text().splitlines()
+    assert len(rows) == 1 + result["n_maps"] and rows[0].startswith("gt_map\t")
     assert result["spearman_best"][0] >= 0.9, result["spearman_best"]
     # generated maps at the ground-truth conformations beat the consensus map, in the
     # moving domain (every map) and in the whole solvent mask (most maps)
@@ -78,7 +84,7 @@ def test_exports_latents_for_relion_and_cryosparc(hinge):
 
 def test_checkpoint_loads_in_a_fresh_process(hinge):
     _, _, _, train = hinge
-    code = ("from flexcore.model.trained import load_trained_model; import sys; "
+    code = ("from flexcore.train.trained import load_trained_model; import sys; "
             f"m = load_trained_model(r'{train / 'checkpoints' / 'checkpoint_last.pt'}'); "
             "print(m.epoch, m.latent_dim, m.box, m.latents.shape[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -23,26 +23,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from pathlib import Path
+    from ..recon import run_reconstruct_rigid
 
-    from ..fsc import resolution_at
-    from ..io import read_mask, read_particles, write_map
-    from ..recon.outputs import plot_fsc, write_fsc_table
-    from ..recon.rigid import reconstruct_particles
-    from ..utils.logging import get_logger
-
-    table = read_particles(args.particles, pixel_size_A=args.pixel_size)
-    box, psize = table.box, table.pixel_size_A
-    mask = read_mask(args.mask, box, psize) if args.mask else None
-    out = reconstruct_particles(table, batch=args.batch_size, device=args.device, mask=mask)
-    folder = Path(args.out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_map(folder / "map.mrc", out["full"], psize)
-    write_map(folder / "map_half_A.mrc", out["half_a"], psize)
-    write_map(folder / "map_half_B.mrc", out["half_b"], psize)
-    res = resolution_at(out["fsc"], 0.143, psize)
-    write_fsc_table(folder / "fsc.tsv", {"halves": out["fsc"]}, box, psize)
-    plot_fsc(folder / "fsc.png", {"halves": out["fsc"]}, {"halves": res}, box, psize,
-             f"rigid reconstruction of {len(table)} particles")
-    get_logger("flexcore.cli").info("rigid reconstruction of %d particles: FSC 0.143 at %.2f Å; "
-                                    "wrote %s", len(table), res, folder)
+    run_reconstruct_rigid(args.particles, args.out_dir, pixel_size_A=args.pixel_size,
+                          mask=args.mask, batch_size=args.batch_size, device=args.device)

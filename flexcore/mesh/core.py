@@ -15,6 +15,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..masks import resize_mask
+from ..ops.geometry import VoxelGeometry
 from ..utils.atomic import atomic_path
 from .locate import (
     barycentric_coordinates,
@@ -134,6 +135,11 @@ class TetMesh:
             "vertex_index": self.cells[tet].astype(np.int32),
             "barycentric": bary.astype(np.float32),
         }
+
+    def voxel_tensors(self, device=None) -> VoxelGeometry:
+        """:meth:`voxel_data` as a :class:`~flexcore.ops.VoxelGeometry` on ``device`` (the
+        form the operators take)."""
+        return VoxelGeometry.from_arrays(self.voxel_data(), self.box, device)
 
     def rest_edges_inverse(self) -> np.ndarray:
         """``(Nc, 3, 3)`` float64 inverse of the rest edge matrix ``[p1-p0, p2-p0, p3-p0]``

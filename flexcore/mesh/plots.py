@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
-from ..utils.atomic import atomic_path
+from ..utils.figures import new_figure, save_png
 from .core import TetMesh
 
 _AXES = (("z", "x", "y"), ("y", "x", "z"), ("x", "y", "z"))  # slice axis, image columns, rows
@@ -28,8 +26,7 @@ def plot_mesh_slices(mesh: TetMesh, path, title: str = "") -> None:
     shuffled = np.random.default_rng(0).permutation(max(mesh.n_cells, 1))  # neighbours differ
     tet_colour = np.where(tet >= 0, shuffled[np.maximum(tet, 0)] % 20, -1).astype(float)
     weight = np.where(tet >= 0, mesh.rigidity[np.maximum(tet, 0)], np.nan)
-    fig = Figure(figsize=(11, 10.5), dpi=100)
-    FigureCanvasAgg(fig)
+    fig = new_figure((11, 10.5), dpi=100)
     columns = [("mask (soft; hard outline)", mesh.mask_soft, "gray", (0.0, 1.0)),
                ("tetra index", np.ma.masked_less(tet_colour, 0), "tab20", (0, 19)),
                ("rigidity weight", np.ma.masked_invalid(weight), "viridis",
@@ -53,5 +50,4 @@ def plot_mesh_slices(mesh: TetMesh, path, title: str = "") -> None:
     fig.suptitle(title or f"mesh: {mesh.n_cells} cells, {mesh.n_vertices} vertices, box {n}, "
                           f"{mesh.pixel_size_A:.3g} Å/voxel", fontsize=11)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png")
+    save_png(fig, path)

@@ -10,12 +10,12 @@ class FlowGenerator(nn.Module):
     """MLP from a latent coordinate to mesh-vertex displacements.
 
     ``n_layers`` counts every linear layer (CryoSPARC's default "6 layers × 64 units" is
-    read as 5 hidden ReLU layers of ``hidden`` units plus the output layer). The output layer
+    read as 5 hidden ReLU layers of ``hidden_units`` units plus the output layer). The output layer
     starts near zero (weights × ``init_scale``, bias 0) so training starts from the rigid
     model. Displacements are in voxels of the training box, ``(x, y, z)``.
     """
 
-    def __init__(self, latent_dim: int, n_vertices: int, hidden: int = 64, n_layers: int = 6,
+    def __init__(self, latent_dim: int, n_vertices: int, hidden_units: int = 64, n_layers: int = 6,
                  init_scale: float = 1e-3):
         super().__init__()
         if latent_dim < 1:
@@ -27,8 +27,8 @@ class FlowGenerator(nn.Module):
         layers: list[nn.Module] = []
         width = latent_dim
         for _ in range(n_layers - 1):
-            layers += [nn.Linear(width, hidden), nn.ReLU()]
-            width = hidden
+            layers += [nn.Linear(width, hidden_units), nn.ReLU()]
+            width = hidden_units
         self.hidden = nn.Sequential(*layers)
         self.out = nn.Linear(width, 3 * n_vertices)
         with torch.no_grad():

@@ -13,13 +13,14 @@ import os
 import torch
 
 from ..utils.logging import get_logger
+from .geometry import VoxelGeometry, voxel_coordinates
 from .pull import pull_project_reference
 from .reference import interpolate_displacements, splat_project_reference
 from .volume import splat_volume
 
 __all__ = [
-    "splat_project", "splat_project_reference", "pull_project_reference",
-    "interpolate_displacements", "splat_volume", "backend_for",
+    "VoxelGeometry", "splat_project", "splat_project_reference", "pull_project_reference",
+    "interpolate_displacements", "splat_volume", "backend_for", "voxel_coordinates",
 ]
 
 _LOGGED: set[str] = set()
@@ -48,7 +49,10 @@ def _log_backend(name: str, device) -> None:
         log.info("convection+projection backend: %s on %s", name, device)
 
 
-def _check(density, coords, vertex_index, barycentric, displacements, rotations, image_size):
+def _check(density, geometry, displacements, rotations, image_size):
+    if not isinstance(geometry, VoxelGeometry):
+        raise TypeError(f"geometry must be a VoxelGeometry, got {type(geometry).__name__}")
+    coords, vertex_index, barycentric = geometry.coords, geometry.vertex_index, geometry.barycentric
     m = density.shape[0] if density.ndim == 1 else -1
     if density.ndim != 1:
         raise ValueError(f"density must be (M,), got {tuple(density.shape)}")
@@ -78,9 +82,7 @@ def _check(density, coords, vertex_index, barycentric, displacements, rotations,
 
 def splat_project(
     density: torch.Tensor,
-    coords: torch.Tensor,
-    vertex_index: torch.Tensor,
-    barycentric: torch.Tensor,
+    geometry: VoxelGeometry,
     displacements: torch.Tensor | None,
     rotations: torch.Tensor,
     image_size: int,
@@ -91,13 +93,11 @@ def splat_project(
     conventions; the result is ``(B, D, D)``, differentiable w.r.t. ``density`` and
     ``displacements``.
     """
-    _check(density, coords, vertex_index, barycentric, displacements, rotations, image_size)
+    _check(density, geometry, displacements, rotations, image_size)
     backend = backend_for(density.device)
     _log_backend(backend, density.device)
     if backend == "cuda":
         from .cuda import splat_project_cuda
 
-        return splat_project_cuda(density, coords, vertex_index, barycentric, displacements,
-                                  rotations, int(image_size))
-    return splat_project_reference(density, coords, vertex_index, barycentric, displacements,
-                                   rotations, int(image_size))
+        return splat_project_cuda(density, geometry, displacements, rotations, int(image_size))
+    return splat_project_reference(density, geometry, displacements, rotations, int(image_size))

@@ -22,6 +22,7 @@ import torch
 from torch.autograd.function import once_differentiable
 
 from ..utils.logging import get_logger
+from .geometry import VoxelGeometry
 
 __all__ = [
     "SplatTuning", "SlotLayout", "SplatProjectFunction", "build_slot_layout", "build_directory",
@@ -343,9 +344,7 @@ class SplatProjectFunction(torch.autograd.Function):
 
 def splat_project_cuda(
     density: torch.Tensor,
-    coords: torch.Tensor,
-    vertex_index: torch.Tensor,
-    barycentric: torch.Tensor,
+    geometry: VoxelGeometry,
     displacements: torch.Tensor | None,
     rotations: torch.Tensor,
     image_size: int,
@@ -359,8 +358,9 @@ def splat_project_cuda(
     they are converted to float32 / int32 contiguous tensors here.
     """
     tuning = tuning or SplatTuning()
-    return SplatProjectFunction.apply(density, coords, vertex_index, barycentric, displacements,
-                                      rotations, int(image_size), tuning)
+    return SplatProjectFunction.apply(density, geometry.coords, geometry.vertex_index,
+                                      geometry.barycentric, displacements, rotations,
+                                      int(image_size), tuning)
 
 
 def launch_plan(batch: int, image_size: int, n_tiles: int, piece_len: int, *, has_disp: bool,

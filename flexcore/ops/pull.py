@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .geometry import VoxelGeometry
 from .reference import interpolate_displacements, splat_project_reference
 
 
@@ -28,9 +29,7 @@ def sample_volume_trilinear(volume: torch.Tensor, points: torch.Tensor) -> torch
 
 def pull_project_reference(
     volume: torch.Tensor,
-    coords: torch.Tensor,
-    vertex_index: torch.Tensor,
-    barycentric: torch.Tensor,
+    geometry: VoxelGeometry,
     displacements: torch.Tensor | None,
     rotations: torch.Tensor,
     image_size: int,
@@ -41,14 +40,14 @@ def pull_project_reference(
     the full canonical ``volume`` replaces the per-voxel ``density``.
     """
     b = rotations.shape[0]
+    coords = geometry.coords
     if displacements is None:
         dens = sample_volume_trilinear(volume, coords).unsqueeze(0).expand(b, -1)
     else:
-        u = interpolate_displacements(vertex_index, barycentric, displacements)
+        u = interpolate_displacements(geometry, displacements)
         dens = sample_volume_trilinear(volume, coords.unsqueeze(0) - u)
     images = [
-        splat_project_reference(dens[i], coords, vertex_index, barycentric, None,
-                                rotations[i:i + 1], image_size)
+        splat_project_reference(dens[i], geometry, None, rotations[i:i + 1], image_size)
         for i in range(b)
     ]
     return torch.cat(images, dim=0)

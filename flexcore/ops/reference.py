@@ -10,6 +10,8 @@ import warnings
 
 import torch
 
+from .geometry import VoxelGeometry
+
 warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
 
 
@@ -24,15 +26,12 @@ def interpolation_matrix(vertex_index: torch.Tensor, barycentric: torch.Tensor,
                                    check_invariants=False)
 
 
-def interpolate_displacements(
-    vertex_index: torch.Tensor, barycentric: torch.Tensor, displacements: torch.Tensor
-) -> torch.Tensor:
+def interpolate_displacements(geometry: VoxelGeometry, displacements: torch.Tensor) -> torch.Tensor:
     """Per-voxel displacements ``u = Σ_k b_k Δ[idx_k]``.
 
     Parameters
     ----------
-    vertex_index : ``(M, 4)`` integer vertex indices of each voxel's tetrahedron.
-    barycentric : ``(M, 4)`` barycentric weights of each voxel centre.
+    geometry : the voxels' tetrahedra (``vertex_index``) and ``barycentric`` weights.
     displacements : ``(B, Nv, 3)`` vertex displacements ``(x, y, z)`` in voxels.
 
     Returns
@@ -40,16 +39,14 @@ def interpolate_displacements(
     ``(B, M, 3)`` voxel displacements in voxels (differentiable w.r.t. ``displacements``).
     """
     b, nv, _ = displacements.shape
-    w = interpolation_matrix(vertex_index, barycentric.to(displacements.dtype), nv)
+    w = interpolation_matrix(geometry.vertex_index, geometry.barycentric.to(displacements.dtype), nv)
     flat = displacements.permute(1, 0, 2).reshape(nv, b * 3)
     return (w @ flat).reshape(-1, b, 3).permute(1, 0, 2)
 
 
 def splat_project_reference(
     density: torch.Tensor,
-    coords: torch.Tensor,
-    vertex_index: torch.Tensor,
-    barycentric: torch.Tensor,
+    geometry: VoxelGeometry,
     displacements: torch.Tensor | None,
     rotations: torch.Tensor,
     image_size: int,
@@ -61,9 +58,8 @@ def splat_project_reference(
     Parameters
     ----------
     density : ``(M,)`` densities of the mask voxels.
-    coords : ``(M, 3)`` rest positions ``(x, y, z)`` in voxels relative to the box centre.
-    vertex_index : ``(M, 4)`` vertex indices of each voxel's tetrahedron.
-    barycentric : ``(M, 4)`` barycentric weights.
+    geometry : the voxels' rest positions ``coords (M, 3)`` (``(x, y, z)`` voxels from the
+        box centre), tetrahedra ``vertex_index (M, 4)`` and ``barycentric (M, 4)`` weights.
     displacements : ``(B, Nv, 3)`` vertex displacements (voxels) or ``None`` for rigid.
     rotations : ``(B, 3, 3)`` RELION matrices ``A``; ``p = A @ (x + u)``.
     image_size : ``D``; a point at particle-frame ``(px, py)`` lands at pixel
@@ -79,16 +75,17 @@ def splat_project_reference(
     for s in range(0, rotations.shape[0], chunk):
         rot = rotations[s:s + chunk]
         disp = None if displacements is None else displacements[s:s + chunk]
-        outs.append(_splat_chunk(density, coords, vertex_index, barycentric, disp, rot, image_size))
+        outs.append(_splat_chunk(density, geometry, disp, rot, image_size))
     return torch.cat(outs, dim=0) if outs else density.new_zeros((0, image_size, image_size))
 
 
-def _splat_chunk(density, coords, vertex_index, barycentric, displacements, rotations, d):
+def _splat_chunk(density, geometry, displacements, rotations, d):
     b = rotations.shape[0]
+    coords = geometry.coords
     if displacements is None:
         pos = coords.unsqueeze(0).expand(b, -1, -1)
     else:
-        pos = coords.unsqueeze(0) + interpolate_displacements(vertex_index, barycentric, displacements)
+        pos = coords.unsqueeze(0) + interpolate_displacements(geometry, displacements)
     # Work in an image padded by one pixel on each side: clamping positions into the padded
     # range sends every out-of-box contribution to the border, which is then cut away.
     dp = d + 2

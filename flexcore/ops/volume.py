@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import torch
 
+from .geometry import VoxelGeometry
 from .reference import interpolate_displacements
 
 
 def splat_volume(
     density: torch.Tensor,
-    coords: torch.Tensor,
-    vertex_index: torch.Tensor,
-    barycentric: torch.Tensor,
+    geometry: VoxelGeometry,
     displacement: torch.Tensor | None,
     size: int,
     supersample: int = 1,
@@ -26,7 +25,7 @@ def splat_volume(
 
     Parameters
     ----------
-    density, coords, vertex_index, barycentric : as for the projection operator.
+    density, geometry : as for the projection operator.
     displacement : ``(Nv, 3)`` vertex displacements in voxels, or ``None`` (identity).
     supersample : sub-points per voxel along each axis; the displacement of a sub-point is
         that of its parent voxel (the field is smooth at this scale).
@@ -34,10 +33,11 @@ def splat_volume(
     n = size
     c = n // 2
     out = density.new_zeros(n * n * n)
+    coords = geometry.coords
     if displacement is None:
         u = torch.zeros_like(coords)
     else:
-        u = interpolate_displacements(vertex_index, barycentric, displacement[None])[0]
+        u = interpolate_displacements(geometry, displacement[None])[0]
     s = int(supersample)
     offs = (torch.arange(s, device=density.device, dtype=coords.dtype) + 0.5) / s - 0.5
     oz, oy, ox = torch.meshgrid(offs, offs, offs, indexing="ij")

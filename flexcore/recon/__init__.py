@@ -1,13 +1,14 @@
 """Reconstruction: rigid Wiener backprojection (consensus maps) and flexible L-BFGS.
 
 ``run_reconstruct`` is the ``reconstruct`` pipeline step (flexible half maps, rigid
-baseline, FSC, sharpening); see ``docs/reconstruction.md``. It is imported lazily so that
-``flexcore.recon.rigid`` (used by the simulator) stays light to import.
+baseline, FSC, sharpening; see ``docs/reconstruction.md``) and ``run_reconstruct_rigid`` the
+``reconstruct-rigid`` step (a consensus map from particles with poses). They are imported
+lazily so that ``flexcore.recon.rigid`` (used by the simulator) stays light to import.
 """
 
 from __future__ import annotations
 
-__all__ = ["run_reconstruct"]
+__all__ = ["run_reconstruct", "run_reconstruct_rigid"]
 
 
 def __getattr__(name: str):
@@ -15,4 +16,8 @@ def __getattr__(name: str):
         from .step import run_reconstruct
 
         return run_reconstruct
+    if name == "run_reconstruct_rigid":
+        from .rigid_step import run_reconstruct_rigid
+
+        return run_reconstruct_rigid
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

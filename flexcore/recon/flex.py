@@ -58,28 +58,22 @@ class FlexOperator:
         self.pixel_size_A = float(pixel_size_A)
         self.noise_var = float(noise_var)
         self.device = torch.device(device)
-        vd = mesh.voxel_data()
-        self.voxel_index = torch.as_tensor(vd["voxel_index"], device=self.device)
-        self.coords = torch.as_tensor(vd["coords"], device=self.device)
-        self.vertex_index = torch.as_tensor(vd["vertex_index"], device=self.device)
-        self.barycentric = torch.as_tensor(vd["barycentric"], device=self.device)
+        self.geometry = mesh.voxel_tensors(self.device)
         self.model = ImageFormation(self.box, self.pixel_size_A, self.device)
         self.band = self.model.band(0.5)
         self.aberrations = aberrations
 
     @property
     def n_voxels(self) -> int:
-        return int(self.voxel_index.numel())
+        return self.geometry.n_voxels
 
     def to_volume(self, x: torch.Tensor) -> torch.Tensor:
         """Scatter mask-voxel values ``(M,)`` into an ``(N, N, N)`` ``[z, y, x]`` map."""
-        vol = torch.zeros(self.box**3, dtype=x.dtype, device=x.device)
-        vol[self.voxel_index] = x
-        return vol.view(self.box, self.box, self.box)
+        return self.geometry.scatter(x)
 
     def from_volume(self, volume: torch.Tensor) -> torch.Tensor:
         """Mask-voxel values ``(M,)`` of an ``(N, N, N)`` map."""
-        return volume.to(self.device, torch.float32).flatten()[self.voxel_index]
+        return self.geometry.gather(volume.to(self.device, torch.float32))
 
     def ctf(self, particles: ReconParticles, idx: np.ndarray) -> torch.Tensor:
         """CTFs ``(B, N, N//2+1)`` of particles ``idx`` at ``N`` (even aberrations in χ)."""
@@ -96,8 +90,7 @@ class FlexOperator:
                 odd: torch.Tensor | None) -> torch.Tensor:
         """Model spectra ``(B, N, N//2+1)`` of mask-voxel densities ``(M,)``;
         ``displacements (B, Nv, 3)`` in voxels of ``N`` or ``None`` (rigid)."""
-        proj = splat_project(density, self.coords, self.vertex_index, self.barycentric,
-                             displacements, rotations, self.box)
+        proj = splat_project(density, self.geometry, displacements, rotations, self.box)
         spec = self.model.spectra(proj, ctf, shifts_px)
         return spec if odd is None else spec * odd
 

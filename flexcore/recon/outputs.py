@@ -14,17 +14,14 @@ from __future__ import annotations
 
 import math
 
-import matplotlib
+import numpy as np
+import torch
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-
-from ..fourier import cosine_edge, rfft_radius_3d  # noqa: E402
-from ..fsc import shell_frequencies  # noqa: E402
-from ..utils.atomic import atomic_path, write_text_atomic  # noqa: E402
-from ..utils.logging import get_logger  # noqa: E402
+from ..fourier import cosine_edge, rfft_radius_3d
+from ..fsc import shell_frequencies
+from ..utils.atomic import write_text_atomic
+from ..utils.figures import new_figure, save_png
+from ..utils.logging import get_logger
 
 log = get_logger("flexcore.recon.outputs")
 
@@ -45,7 +42,8 @@ def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float],
     """FSC curves against frequency with the 0.143 line; the legend gives each resolution.
     Keys containing ``noflex`` are drawn in grey, ``masked`` curves solid, others dashed."""
     freqs = shell_frequencies(box, pixel_size_A)
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    fig = new_figure((6.4, 4.2))
+    ax = fig.subplots()
     for name, fsc in curves.items():
         colour = "0.45" if "noflex" in name else "tab:blue"
         style = "-" if "masked" in name else "--"
@@ -65,9 +63,7 @@ def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float],
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 def write_lbfgs_table(path, runs: dict[str, list[dict]]) -> None:

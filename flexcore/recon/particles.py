@@ -13,7 +13,6 @@ cluster node) and reads from there; the copies are removed at the end.
 from __future__ import annotations
 
 import shutil
-import sys
 import tempfile
 import time
 from dataclasses import dataclass, replace
@@ -23,10 +22,11 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputFileError
+from ..fourier import center_crop
 from ..io import ImageSource, ParticleTable, read_particles, resolve_image_path
-from ..prep import center_crop
-from ..train.data import available_memory_bytes
+from ..prep_info import PrepInfo
 from ..utils.logging import get_logger
+from ..utils.memory import available_memory_bytes
 
 log = get_logger("flexcore.recon.particles")
 
@@ -59,7 +59,7 @@ class ReconParticles:
         return len(self.source_rows)
 
 
-def load_recon_particles(prep_dir, info: dict) -> ReconParticles:
+def load_recon_particles(prep_dir, info: PrepInfo) -> ReconParticles:
     """Read the prepared particles and link them to the full-resolution source file.
 
     Raises ``InputFileError`` naming the file when the source is missing, has fewer rows
@@ -72,18 +72,18 @@ def load_recon_particles(prep_dir, info: dict) -> ReconParticles:
     if raw is None or "flexSourceIndex" not in getattr(raw, "columns", []):
         raise InputFileError(star, "has no _flexSourceIndex column (not written by flexcore prep)")
     rows = np.asarray(raw["flexSourceIndex"], dtype=np.int64)
-    src_path = Path(info["source_particles"])
+    src_path = Path(info.source_particles)
     if not src_path.exists():
         raise InputFileError(src_path, "the full-resolution particle file named in prep.json "
                                        "(source_particles) does not exist")
-    source = read_particles(src_path, pixel_size_A=info.get("original_pixel_size_A"))
+    source = read_particles(src_path, pixel_size_A=info.original_pixel_size_A)
     if rows.max(initial=-1) >= len(source) or rows.min(initial=0) < 0:
         raise InputFileError(src_path, f"has {len(source)} particles but the prepared particles "
                                        f"link to row {int(rows.max()) + 1}")
-    if source.box != int(info["original_box"]):
+    if source.box != info.original_box:
         raise InputFileError(src_path, f"images are {source.box} px but prep.json says "
-                                       f"original_box {info['original_box']}")
-    psize = float(info["original_pixel_size_A"])
+                                       f"original_box {info.original_box}")
+    psize = info.original_pixel_size_A
     if abs(source.pixel_size_A - psize) > 1e-3 * psize:
         raise InputFileError(src_path, f"pixel size {source.pixel_size_A:.4f} Å differs from "
                                        f"prep.json's original_pixel_size_A {psize:.4f} Å")
@@ -215,11 +215,3 @@ class ImageStream:
     def close(self) -> None:
         self.source.close()
         self.cache = None
-
-
-def peak_rss_GiB() -> float:
-    """Peak resident memory of this process so far (GiB), from ``getrusage``."""
-    import resource
-
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
-    return peak / (2**30 if sys.platform == "darwin" else 2**20)

@@ -24,14 +24,15 @@ import torch
 from ..errors import ConfigError, InputFileError
 from ..fsc import fsc_curve, resolution_at
 from ..io import write_map
-from ..model.trained import load_trained_model
-from ..prep import load_prep_info
+from ..prep_info import PrepInfo
+from ..train.trained import load_trained_model
 from ..utils.logging import get_logger
+from ..utils.memory import peak_rss_GiB
 from ..utils.provenance import write_provenance
 from .aberrations import OpticsAberrations
 from .flex import FlexOperator, HalfObjective, solve_half, wiener_start
 from .outputs import plot_fsc, sharpen, write_fsc_table, write_lbfgs_table
-from .particles import ImageStream, ScratchCopy, load_recon_particles, peak_rss_GiB
+from .particles import ImageStream, ScratchCopy, load_recon_particles
 
 log = get_logger("flexcore.recon")
 HALF_NAMES = ("A", "B")
@@ -65,22 +66,23 @@ def check_parameters(iterations, batch_size, ridge, seed, bfactor, device, scrat
         raise ConfigError(f"reconstruct.scratch_dir = {str(scratch_dir)!r} is not a folder")
 
 
-def check_model_matches_prep(model, info: dict, checkpoint, n_particles: int) -> None:
+def check_model_matches_prep(model, info: PrepInfo, checkpoint, n_particles: int) -> None:
     """Raise ``InputFileError`` naming the checkpoint when it was trained on another prep."""
-    if model.box != int(info["train_box"]):
+    if model.box != info.train_box:
         raise InputFileError(checkpoint, f"model box {model.box} px differs from the prepared "
-                                         f"particles' training box {info['train_box']} px")
-    if abs(model.pixel_size_A - float(info["train_pixel_size_A"])) > 1e-3 * model.pixel_size_A:
+                                         f"particles' training box {info.train_box} px")
+    if abs(model.pixel_size_A - info.train_pixel_size_A) > 1e-3 * model.pixel_size_A:
         raise InputFileError(checkpoint, f"model pixel size {model.pixel_size_A:.4f} Å differs "
                                          f"from the prepared particles' "
-                                         f"{info['train_pixel_size_A']:.4f} Å")
+                                         f"{info.train_pixel_size_A:.4f} Å")
     if model.latents.shape[0] != n_particles:
         raise InputFileError(checkpoint, f"has latents for {model.latents.shape[0]} particles but "
                                          f"the prepared folder holds {n_particles}")
     for key in ("crop_box", "original_box"):
-        if key in model.prep and int(model.prep[key]) != int(info[key]):
-            raise InputFileError(checkpoint, f"was trained on a prep with {key} "
-                                             f"{model.prep[key]}, this prep has {info[key]}")
+        trained_on = None if model.prep is None else getattr(model.prep, key)
+        if trained_on is not None and trained_on != getattr(info, key):
+            raise InputFileError(checkpoint, f"was trained on a prep with {key} {trained_on}, "
+                                             f"this prep has {getattr(info, key)}")
 
 
 def choose_halves(half_set: np.ndarray, resplit: bool, seed: int) -> tuple[np.ndarray, str]:
@@ -136,7 +138,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
                   aberrations=bool(aberrations), device=device)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available()
                        else ("cpu" if device == "auto" else device))
-    info = load_prep_info(prep_dir)
+    info = PrepInfo.read(prep_dir)
     model = load_trained_model(checkpoint, mesh, device=dev)
     particles = load_recon_particles(prep_dir, info)
     check_model_matches_prep(model, info, checkpoint, len(particles))
@@ -145,10 +147,10 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
         if not (half == h).any():
             raise InputFileError(Path(prep_dir) / "particles.star",
                                  f"half set {name} has no particles; both halves need particles")
-    box, psize = int(info["crop_box"]), float(info["original_pixel_size_A"])
+    box, psize = info.crop_box, info.original_pixel_size_A
     scale = box / model.box
     mesh_hi = model.mesh if box == model.box else model.mesh.upscale(box)
-    noise_var = float(info["noise_variance"]) * scale**2
+    noise_var = info.noise_variance * scale**2
     abr = None
     if aberrations:
         abr = OpticsAberrations(particles.source.optics, box, psize, dev)
@@ -181,7 +183,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
             positions = np.flatnonzero(half == h)
             t0 = time.time()
             stream = ImageStream(table, particles.source_rows[positions], box,
-                                 float(info["image_sign"]), dev, in_ram=in_ram,
+                                 info.image_sign, dev, in_ram=in_ram,
                                  label=f"half {name}: ")
             try:
                 x0 = wiener_start(op, particles, positions, stream, batch_size,

@@ -19,7 +19,10 @@ import torch
 from ..errors import InputFileError
 from ..utils.atomic import atomic_path
 
-FORMAT = "flexcore-checkpoint-1"
+FORMAT = "flexcore-checkpoint-2"
+# Version 1 also stored the flow's shape, which version 2 takes from the configuration and
+# the mesh; the other keys are the same, so both read alike.
+READABLE_FORMATS = ("flexcore-checkpoint-1", FORMAT)
 
 
 def file_sha256(path) -> str:
@@ -63,7 +66,7 @@ def load_checkpoint(path, map_location="cpu") -> dict:
         state = torch.load(path, map_location=map_location, weights_only=False)
     except Exception as exc:
         raise InputFileError(path, f"cannot be read as a flexcore checkpoint ({exc})") from exc
-    if not isinstance(state, dict) or state.get("format") != FORMAT:
+    if not isinstance(state, dict) or state.get("format") not in READABLE_FORMATS:
         raise InputFileError(path, f"not a flexcore checkpoint (expected format {FORMAT})")
     return state
 

@@ -11,21 +11,11 @@ import torch
 from ..ctf import calculate_ctf_2d
 from ..errors import InputFileError
 from ..io import ImageSource, read_particles
-from ..prep import load_prep_info
+from ..prep_info import PrepInfo
 from ..utils.logging import get_logger
+from ..utils.memory import available_memory_bytes
 
 log = get_logger("flexcore.train.data")
-
-
-def available_memory_bytes() -> int | None:
-    """``MemAvailable`` from /proc/meminfo (Linux), else None."""
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except OSError:
-        return None
-    return None
 
 
 def check_memory(n: int, box: int, float16: bool, path) -> int:
@@ -55,13 +45,13 @@ class TrainingData:
     half_set: np.ndarray
     box: int
     pixel_size_A: float
-    info: dict
+    info: PrepInfo
     table: object
 
     @classmethod
     def load(cls, prep_dir, float16: bool = False) -> TrainingData:
         prep_dir = Path(prep_dir)
-        info = load_prep_info(prep_dir)
+        info = PrepInfo.read(prep_dir)
         star = prep_dir / "particles.star"
         table = read_particles(star)
         table.require_poses()

@@ -2,25 +2,20 @@
 
 from __future__ import annotations
 
-import matplotlib
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-
-from ..utils.atomic import atomic_path  # noqa: E402
+from ..utils.figures import new_figure, save_png
 
 
 def _save(fig, path) -> None:
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=110, bbox_inches="tight", format="png")
-    plt.close(fig)
+    save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
 def plot_losses(history: list[dict], path) -> None:
     """Training NLL per epoch, and validation NLL with the learned flow vs rigid."""
     ep = [h["epoch"] for h in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
+    fig = new_figure((10, 3.6))
+    axes = fig.subplots(1, 2)
     axes[0].plot(ep, [h["train_nll"] for h in history], "o-", label="train (full model)")
     axes[0].set_xlabel("epoch")
     axes[0].set_ylabel("NLL per particle")
@@ -45,8 +40,8 @@ def plot_latents(z: np.ndarray, path, title: str, limit: float = 1.5,
     """Latent distribution: histogram per dimension, and scatter of pairs for K ≥ 2."""
     k = z.shape[1]
     pairs = min(k - 1, 3)
-    fig, axes = plt.subplots(1, k + pairs, figsize=(3.2 * (k + pairs), 3.0), squeeze=False)
-    axes = axes[0]
+    fig = new_figure((3.2 * (k + pairs), 3.0))
+    axes = fig.subplots(1, k + pairs, squeeze=False)[0]
     for d in range(k):
         axes[d].hist(z[:, d], bins=60, range=(-limit, limit), color="C0")
         axes[d].set_xlabel(f"z{d + 1}")
@@ -68,7 +63,8 @@ def plot_examples(observed: np.ndarray, model_flex: np.ndarray, model_rigid: np.
                   title: str) -> None:
     """Rows of (observed low-passed, model with flow, rigid model) for a few particles."""
     n = observed.shape[0]
-    fig, axes = plt.subplots(n, 3, figsize=(6.6, 2.2 * n), squeeze=False)
+    fig = new_figure((6.6, 2.2 * n))
+    axes = fig.subplots(n, 3, squeeze=False)
     for i in range(n):
         for j, (img, name) in enumerate(((observed[i], "particle (band-limited)"),
                                          (model_flex[i], "model with flow"),

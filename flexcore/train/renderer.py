@@ -34,12 +34,8 @@ class Renderer:
         self.device = device
         self.convection = convection
         work_mesh = mesh if box == mesh.box else mesh.upscale(box)
-        vd = work_mesh.voxel_data()
-        self.voxel_index = torch.as_tensor(vd["voxel_index"], device=device)
-        self.coords = torch.as_tensor(vd["coords"], device=device)
-        self.vertex_index = torch.as_tensor(vd["vertex_index"], device=device)
-        self.barycentric = torch.as_tensor(vd["barycentric"], device=device)
-        self.soft = torch.as_tensor(work_mesh.mask_soft, device=device).flatten()[self.voxel_index]
+        self.geometry = work_mesh.voxel_tensors(device)
+        self.soft = self.geometry.gather(torch.as_tensor(work_mesh.mask_soft, device=device))
         noise = None
         if noise_power is not None:
             n_shell = box // 2 + 1
@@ -48,7 +44,7 @@ class Renderer:
 
     @property
     def n_voxels(self) -> int:
-        return int(self.voxel_index.numel())
+        return self.geometry.n_voxels
 
     def canonical(self, volume: torch.Tensor, k_max: float) -> torch.Tensor:
         """The canonical map on this grid, band-limited at ``k_max`` (cycles per training
@@ -58,23 +54,19 @@ class Renderer:
     def densities(self, canonical: torch.Tensor) -> torch.Tensor:
         """Mask-voxel masses ``(M,)``: the soft-masked map scaled by ``train_box / box`` so
         projections keep the images' grey level after Fourier cropping."""
-        return canonical.flatten()[self.voxel_index] * self.soft / self.scale
+        return self.geometry.gather(canonical) * self.soft / self.scale
 
     def project(self, canonical: torch.Tensor, displacements: torch.Tensor | None,
                 rotations: torch.Tensor) -> torch.Tensor:
         """Projections ``(B, box, box)``; ``displacements`` in training-box voxels."""
         disp = None if displacements is None else displacements * self.scale
         if self.convection == "pull":
-            return pull_project_reference(canonical * self.soft_volume(), self.coords,
-                                          self.vertex_index, self.barycentric, disp, rotations,
-                                          self.box) / self.scale
-        return splat_project(self.densities(canonical), self.coords, self.vertex_index,
-                             self.barycentric, disp, rotations, self.box)
+            return pull_project_reference(canonical * self.soft_volume(), self.geometry, disp,
+                                          rotations, self.box) / self.scale
+        return splat_project(self.densities(canonical), self.geometry, disp, rotations, self.box)
 
     def soft_volume(self) -> torch.Tensor:
-        vol = torch.zeros(self.box**3, device=self.device)
-        vol[self.voxel_index] = self.soft
-        return vol.view(self.box, self.box, self.box)
+        return self.geometry.scatter(self.soft)
 
     def spectra(self, canonical, displacements, rotations, ctf, shifts_px) -> torch.Tensor:
         """Model spectra ``(B, box, box//2+1)`` (CTF and shifts at this box)."""

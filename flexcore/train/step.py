@@ -10,7 +10,8 @@ import numpy as np
 import torch
 
 from ..errors import ConfigError, InputFileError
-from ..io import read_map
+from ..io import read_init_latents, read_map
+from ..prep_info import PrepInfo
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
 from ..utils.provenance import write_provenance
@@ -38,27 +39,6 @@ def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
     return mesh
 
 
-def read_init_latents(path, n: int, k: int) -> np.ndarray:
-    """Latents to start from: ``.npy (N, K)`` or a STAR/.cs with latent columns."""
-    path = Path(path)
-    if path.suffix == ".npy":
-        z = np.load(path)
-    else:
-        from ..io import read_particles
-
-        t = read_particles(path)
-        raw = t.raw
-        cols = [c for c in getattr(raw, "columns", []) if c.startswith("flexLatent")]
-        if not cols and raw is not None and hasattr(raw, "dtype"):
-            cols = [f for f in raw.dtype.names if f.startswith("components_mode_") and f.endswith("/value")]
-        if not cols:
-            raise InputFileError(path, "no latent columns (_flexLatentN or components_mode_N/value)")
-        z = np.stack([np.asarray(raw[c], dtype=np.float64) for c in cols], axis=1)
-    if z.ndim != 2 or z.shape[0] != n or z.shape[1] < k:
-        raise InputFileError(path, f"latents have shape {z.shape}; need ({n}, ≥{k})")
-    return z[:, :k]
-
-
 def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
               resume: bool = False, init_latents=None) -> dict:
     """Train latents, flow and canonical map; write checkpoints, latents and plots.
@@ -72,16 +52,14 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     t0 = time.time()
     out = Path(out_dir)
     prep_dir = Path(prep_dir)
-    from ..prep import load_prep_info
-
-    info = load_prep_info(prep_dir)
-    mesh = load_mesh_for_training(mesh_path, info["train_box"], info["train_pixel_size_A"])
+    info = PrepInfo.read(prep_dir)
+    mesh = load_mesh_for_training(mesh_path, info.train_box, info.train_pixel_size_A)
     out.mkdir(parents=True, exist_ok=True)
     data = TrainingData.load(prep_dir, float16=cfg.images_float16)
     if len(data) < 2 * cfg.batch_size and cfg.batch_size > 8:
         log.warning("only %d particles for batch size %d", len(data), cfg.batch_size)
     consensus, _ = read_map(prep_dir / "consensus.mrc")
-    init_volume = consensus * float(info["image_scale"])
+    init_volume = consensus * info.image_scale
     z0 = read_init_latents(init_latents, len(data), cfg.latent_dim) if init_latents else None
     ck = latest_checkpoint(out / "checkpoints") if resume else None
     if resume and ck is None:
@@ -113,7 +91,7 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     plot_latents(z, out / "latents.png", "final latents", cfg.latent_limit, color=truth)
     _plot_examples(trainer, out / "examples.png")
     source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
-    export_latents(z, info["source_particles"], source_rows, out)
+    export_latents(z, info.source_particles, source_rows, out)
     summary = {
         "n_particles": len(data), "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
         "final": trainer.history[-1] if trainer.history else {},

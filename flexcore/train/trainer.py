@@ -83,8 +83,8 @@ class Trainer:
         self.rigidity_w = torch.as_tensor(mesh.rigidity, dtype=torch.float32, device=dev)
         self.noise_power = None
         if cfg.whiten:
-            self.noise_power = np.asarray(data.info["noise_power"], dtype=np.float32)
-        self.noise_var = float(data.info["noise_variance"])
+            self.noise_power = np.asarray(data.info.noise_power, dtype=np.float32)
+        self.noise_var = data.info.noise_variance
         self._renderers: dict[int, Renderer] = {}
         self.epoch = 0
         self.history: list[dict] = []
@@ -244,8 +244,6 @@ class Trainer:
             "epoch": self.epoch,
             "config": self.cfg.to_dict(),
             "flow": self.flow.state_dict(),
-            "flow_shape": {"latent_dim": self.cfg.latent_dim, "n_vertices": self.mesh.n_vertices,
-                           "hidden": self.cfg.hidden_units, "n_layers": self.cfg.n_layers},
             "volume": self.volume.detach().cpu(),
             "latents": self.latents.clone(),
             "opt_flow": self.opt_flow.state_dict(),
@@ -255,7 +253,7 @@ class Trainer:
             "history": self.history,
             "mesh_path": self.mesh_path, "mesh_sha256": self.mesh_sha,
             "box": self.data.box, "pixel_size_A": self.data.pixel_size_A,
-            "prep": self.data.info,
+            "prep": self.data.info.to_dict(),
         }
 
     def load_state_dict(self, state: dict) -> None:

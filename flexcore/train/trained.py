@@ -13,13 +13,14 @@ import numpy as np
 import torch
 
 from ..errors import InputFileError
-from ..train.checkpoint import file_sha256, load_checkpoint
-from ..train.config import TrainConfig
-from ..train.schedule import k_max_for_epoch
+from ..model.flow import FlowGenerator
+from ..prep_info import PrepInfo
 from ..utils.logging import get_logger
-from .flow import FlowGenerator
+from .checkpoint import file_sha256, load_checkpoint
+from .config import TrainConfig
+from .schedule import k_max_for_epoch
 
-log = get_logger("flexcore.model")
+log = get_logger("flexcore.train")
 
 
 @dataclass
@@ -31,7 +32,7 @@ class TrainedModel:
     config: TrainConfig
     epoch: int
     pixel_size_A: float
-    prep: dict
+    prep: PrepInfo | None  # the prep the model was trained on (None: not recorded)
     checkpoint: Path
 
     @property
@@ -69,11 +70,15 @@ def load_trained_model(checkpoint, mesh_path=None, device="cpu") -> TrainedModel
         raise InputFileError(path, f"is not the mesh {Path(checkpoint).name} was trained with "
                                    "(SHA-256 differs)")
     mesh = TetMesh.load(path)
-    shape = state["flow_shape"]
-    flow = FlowGenerator(shape["latent_dim"], shape["n_vertices"], shape["hidden"], shape["n_layers"])
+    n_out = state["flow"]["out.bias"].numel()
+    if n_out != 3 * mesh.n_vertices:
+        raise InputFileError(checkpoint, f"its flow moves {n_out // 3} vertices but the mesh {path} "
+                                         f"has {mesh.n_vertices}")
+    flow = FlowGenerator(cfg.latent_dim, mesh.n_vertices, cfg.hidden_units, cfg.n_layers)
     flow.load_state_dict(state["flow"])
     flow.eval().to(device)
+    prep = PrepInfo.from_dict(state["prep"], checkpoint) if state.get("prep") else None
     return TrainedModel(flow=flow, volume=state["volume"].to(device), mesh=mesh,
                         latents=state["latents"].numpy(), config=cfg, epoch=int(state["epoch"]),
-                        pixel_size_A=float(state["pixel_size_A"]), prep=state.get("prep", {}),
+                        pixel_size_A=float(state["pixel_size_A"]), prep=prep,
                         checkpoint=Path(checkpoint))

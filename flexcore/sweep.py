@@ -1,4 +1,4 @@
-"""Comparison of the points of a parameter sweep (imported by sweep_summary.py).
+"""Comparison of the points of a parameter sweep (the workflow's ``sweep_summary`` rule).
 
 One row per point: its parameter values, the final validation NLL with the learned flow
 and with zero flow (per particle; ``val_nll_gain`` = rigid − flow, positive when the flow
@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+
+from .utils.atomic import atomic_path
+from .utils.figures import new_figure, save_png
 
 # recon.json "resolution_0143_A" entries (masked FSC) read into the table: column → key
 RECON_COLUMNS = {"fsc0143_flex_A": "flex_masked", "fsc0143_rigid_A": "noflex_masked"}
@@ -59,7 +58,8 @@ def summarise_sweep(points: list[dict], files: dict[str, list], table_path,
         rows.append(point_row(point, files["train"][i], files["latents"][i],
                               extra.get("recon"), extra.get("evaluation")))
     table = pd.DataFrame(rows)
-    table.to_csv(table_path, sep="\t", index=False, float_format="%.6g")
+    with atomic_path(table_path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
     plot_sweep(table, plot_path)
     return table
 
@@ -74,7 +74,8 @@ def plot_sweep(table: pd.DataFrame, path) -> None:
                    [c for c in table if c.startswith("spearman")]))
     panels = [(title, columns) for title, columns in panels if columns]
     x = range(len(table))
-    fig, axes = plt.subplots(1, len(panels), figsize=(3.4 * len(panels), 3.4), squeeze=False)
+    fig = new_figure((3.4 * len(panels), 3.4))
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, columns) in zip(axes[0], panels):
         for column in columns:
             ax.plot(x, table[column].astype(float), "o-", label=column)
@@ -84,5 +85,4 @@ def plot_sweep(table: pd.DataFrame, path) -> None:
         ax.set_xticks(x, table["folder"], rotation=30, ha="right", fontsize=8)
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_png(fig, path, dpi=100)
