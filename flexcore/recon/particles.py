@@ -119,7 +119,7 @@ class ScratchCopy:
         names = np.unique(np.asarray(table.image_paths, dtype=object)[rows])
         files = []
         for name in names:
-            found = resolve_image_path(str(name), root)
+            found = resolve_image_path(str(name), root, table.project_dir or None)
             if found is None:
                 raise InputFileError(table.source_path, f"image stack {name!r} not found")
             files.append((str(name), found))
