@@ -25,7 +25,7 @@ def add_args(parser) -> None:
 def main(args) -> None:
     from pathlib import Path
 
-    from ..fsc import resolution_at
+    from ..fsc import format_resolution, resolution_at
     from ..io import read_mask, read_particles, write_map
     from ..recon.outputs import plot_fsc, write_fsc_table
     from ..recon.rigid import reconstruct_particles
@@ -44,5 +44,5 @@ def main(args) -> None:
     write_fsc_table(folder / "fsc.tsv", {"halves": out["fsc"]}, box, psize)
     plot_fsc(folder / "fsc.png", {"halves": out["fsc"]}, {"halves": res}, box, psize,
              f"rigid reconstruction of {len(table)} particles")
-    get_logger("flexcore.cli").info("rigid reconstruction of %d particles: FSC 0.143 at %.2f Å; "
-                                    "wrote %s", len(table), res, folder)
+    get_logger("flexcore.cli").info("rigid reconstruction of %d particles: FSC 0.143 at %s; "
+                                    "wrote %s", len(table), format_resolution(res), folder)

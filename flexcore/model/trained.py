@@ -33,6 +33,7 @@ class TrainedModel:
     pixel_size_A: float
     prep: dict
     checkpoint: Path
+    mesh_path: Path | None = None  # the mesh file loaded (given, or the one recorded)
 
     @property
     def box(self) -> int:
@@ -76,4 +77,4 @@ def load_trained_model(checkpoint, mesh_path=None, device="cpu") -> TrainedModel
     return TrainedModel(flow=flow, volume=state["volume"].to(device), mesh=mesh,
                         latents=state["latents"].numpy(), config=cfg, epoch=int(state["epoch"]),
                         pixel_size_A=float(state["pixel_size_A"]), prep=state.get("prep", {}),
-                        checkpoint=Path(checkpoint))
+                        checkpoint=Path(checkpoint), mesh_path=path)

@@ -22,7 +22,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from ..fourier import cosine_edge, rfft_radius_3d  # noqa: E402
-from ..fsc import shell_frequencies  # noqa: E402
+from ..fsc import format_resolution, shell_frequencies  # noqa: E402
 from ..utils.atomic import atomic_path, write_text_atomic  # noqa: E402
 from ..utils.logging import get_logger  # noqa: E402
 
@@ -50,7 +50,7 @@ def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float],
         colour = "0.45" if "noflex" in name else "tab:blue"
         style = "-" if "masked" in name else "--"
         ax.plot(freqs[1:], fsc[1:], style, color=colour,
-                label=f"{name.replace('_', ' ')}: {resolutions[name]:.2f} Å")
+                label=f"{name.replace('_', ' ')}: {format_resolution(resolutions[name])}")
     ax.axhline(0.143, color="tab:red", lw=0.8, ls=":")
     ax.text(freqs[1], 0.16, "0.143", color="tab:red", fontsize=8)
     ax.set_xlabel("spatial frequency (1/Å)")

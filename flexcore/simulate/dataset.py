@@ -29,7 +29,7 @@ from scipy.spatial.transform import Rotation
 from ..ctf import calculate_ctf_2d
 from ..errors import ConfigError
 from ..fourier import lowpass_volume, shift_phase_2d
-from ..fsc import resolution_at
+from ..fsc import format_resolution, resolution_at
 from ..io import OpticsGroup, ParticleTable, StackWriter, write_map
 from ..masks import cosine_falloff
 from ..recon.rigid import FourierAccumulator, reconstruct_halves
@@ -262,7 +262,7 @@ def run_simulate(
     }
     write_text_atomic(out / "ground_truth.json", json.dumps(summary, indent=2) + "\n")
     log.info("wrote %d particles (box %d, %.3g Å/px, SNR %.3g) to %s; consensus half-map "
-             "FSC 0.143 at %.1f Å; %d ground-truth maps", n_particles, box, pixel_size_A, snr,
-             out, res, len(gt_paths))
+             "FSC 0.143 at %s; %d ground-truth maps", n_particles, box, pixel_size_A, snr,
+             out, format_resolution(res), len(gt_paths))
     return SimulationResult(out / "particles.star", out / "consensus.mrc", out / "mask.mrc",
                             out / "moving_mask.mrc", gt_paths, out / "ground_truth.json", summary)
