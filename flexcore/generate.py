@@ -35,6 +35,7 @@ from .model.trained import TrainedModel, load_trained_model  # noqa: E402
 from .ops import splat_volume  # noqa: E402
 from .utils.atomic import atomic_path, write_text_atomic  # noqa: E402
 from .utils.logging import get_logger  # noqa: E402
+from .utils.outputs import prepare_outputs  # noqa: E402
 from .utils.provenance import write_provenance  # noqa: E402
 
 log = get_logger("flexcore.generate")
@@ -182,8 +183,13 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model = load_trained_model(checkpoint, mesh, device=dev)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    names = ["custom"] if latents_file is not None else [f"z{k + 1}" for k in range(model.latent_dim)]
+    outputs = ["generate.json"] + [f"series_{n}{ext}" for n in names
+                                   for ext in (".cxc", ".gif", ".png", "_latents.txt",
+                                               "/frame_*.mrc")]
+    out = prepare_outputs("generate", out_dir, outputs, {
+        "checkpoint": checkpoint, "mesh": model.mesh_path, "latent point file": latents_file,
+        "map to deform": highres_map})
     if highres_map is not None:
         vol_np, psize = read_map(highres_map)
         if psize <= 0:

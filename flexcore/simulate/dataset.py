@@ -36,10 +36,13 @@ from ..recon.rigid import FourierAccumulator, reconstruct_halves
 from ..rotations import random_rotations
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
+from ..utils.outputs import prepare_outputs
 from .phantom import Phantom, deform, make_phantom
 from .render import render_projections, render_volume
 
 log = get_logger("flexcore.simulate")
+OUTPUTS = ("particles.star", "particles.mrcs", "consensus.mrc", "mask.mrc", "moving_mask.mrc",
+           "gt/map_*.mrc", "ground_truth.json", "ground_truth.csv")
 
 
 @dataclass
@@ -132,7 +135,7 @@ def run_simulate(
     if snr <= 0:
         raise ConfigError(f"snr must be positive, got {snr}")
     t_start = time.time()
-    out = Path(out_dir)
+    out = prepare_outputs("simulate", out_dir, OUTPUTS)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phantom = make_phantom(seed, n_moving=n_motions)
