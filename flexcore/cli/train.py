@@ -23,6 +23,13 @@ import yaml
 from ..errors import ConfigError
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def parse_assignments(pairs: list[str]) -> dict:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
     out = {}
@@ -33,7 +40,8 @@ def parse_assignments(pairs: list[str]) -> dict:
         try:
             out[key.strip()] = yaml.safe_load(value)
         except yaml.YAMLError as exc:
-            raise ConfigError(f"--set {pair}: the value is not a YAML scalar ({exc})") from exc
+            raise ConfigError(f"--set {pair}: the value is not valid YAML "
+                              f"({yaml_problem(exc)})") from exc
     return out
 
 
@@ -65,7 +73,7 @@ def main(args) -> None:
         except OSError as exc:
             raise ConfigError(f"{args.config}: cannot be read ({exc.strerror})") from exc
         except yaml.YAMLError as exc:
-            raise ConfigError(f"{args.config}: not valid YAML ({exc})") from exc
+            raise ConfigError(f"{args.config}: not valid YAML ({yaml_problem(exc)})") from exc
         if not isinstance(config, dict):
             raise ConfigError(f"{args.config}: expected a mapping of training parameters")
     config.update(parse_assignments(args.set))
