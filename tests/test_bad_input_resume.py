@@ -126,14 +126,16 @@ def test_interrupted_reconstruction_continues_to_the_same_maps(run, tmp_path, mo
                                                                caplog):
     model, prep = run / "full" / "model.pt", run / "prep"
     kwargs = {"iterations": 2, "batch_size": 128}
+    monkeypatch.setattr("flexcore.recon.resume.PROGRESS_INTERVAL_S", 0.0)  # save every iteration
     run_reconstruct(model, prep, tmp_path / "whole", **kwargs)
     # killed in half B's flex solve, after its start map and first L-BFGS iteration:
     # each solve evaluates the gradient 3 times (start + 2 iterations), halves A then B
     out = tmp_path / "cut"
+    original_value_and_grad = recon_step.HalfObjective.value_and_grad
     interrupt_on_call(monkeypatch, recon_step.HalfObjective, "value_and_grad", 3 + 3 + 2 + 1)
     with pytest.raises(Interrupt):
         run_reconstruct(model, prep, out, **kwargs)
-    monkeypatch.undo()
+    monkeypatch.setattr(recon_step.HalfObjective, "value_and_grad", original_value_and_grad)
     assert {p.name for p in (out / "partial").iterdir()} >= {"start_A.pt", "flex_A.pt",
                                                              "noflex_A.pt", "start_B.pt",
                                                              "flex_B.pt"}

@@ -12,7 +12,7 @@ Outputs in ``out_dir`` (CryoSPARC names): ``flex_map.mrc``, ``flex_map_half_A.mr
 ``lbfgs.tsv`` and ``recon.json``.
 
 While it runs, ``partial/`` holds the start maps, finished solves and the running solve's
-L-BFGS state after each iteration (:mod:`flexcore.recon.resume`): run again after an
+L-BFGS state (at most every 30 s; :mod:`flexcore.recon.resume`): run again after an
 interruption with the same inputs and parameters, it reuses them and continues where it
 stopped, to the same maps; the folder is removed at the end.
 """
@@ -233,7 +233,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
                         obj.passes = {k: list(v) for k, v in rec["passes"].items()}
                     key = f"{kind}_{name}"
                     res = solve_half(obj, x0, iterations, state=rec,
-                                     on_iteration=lambda st, key=key, obj=obj: store.save(
+                                     on_iteration=lambda st, key=key, obj=obj: store.save_progress(
                                          key, {"done": False, **st, "passes": obj.passes}))
                     seconds = round(time.time() - t1, 2)
                     done = {"done": True, "x": res.x, "history": res.history,
