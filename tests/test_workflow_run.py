@@ -218,8 +218,14 @@ def test_killed_training_job_resumes_when_snakemake_runs_again(tiny_run, tmp_pat
     assert "resumed from results/tiny/train/checkpoints/checkpoint_last.pt (epoch 1 of 2 done)" \
         in log, log[-3000:]
     assert "epoch 1/2" not in log  # epoch 1 was not trained again
-    np.testing.assert_array_equal(np.load(train / "latents.npy"),
-                                  np.load(tiny_run.results / "train" / "latents.npy"))
+    resumed = np.load(train / "latents.npy")
+    uninterrupted = np.load(tiny_run.results / "train" / "latents.npy")
+    import torch
+
+    if torch.cuda.is_available():  # the splat kernel's atomic sums are not bit-reproducible
+        np.testing.assert_allclose(resumed, uninterrupted, atol=1e-3)
+    else:
+        np.testing.assert_array_equal(resumed, uninterrupted)
 
 
 def test_particles_in_a_relion_project_run_through_prep(tiny_run, tmp_path):
