@@ -21,3 +21,16 @@ class InputFileError(FlexcoreError, ValueError):
 
 class ConfigError(FlexcoreError, ValueError):
     """A parameter value is out of range or inconsistent with the data."""
+
+
+class OutputPathError(FlexcoreError):
+    """An output folder or file cannot be written (a file in the way, no permission, a
+    read-only file system), or writing it would replace one of the step's inputs.
+
+    The message starts with the path, like :class:`InputFileError`.
+    """
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{self.path}: {problem}")

@@ -56,10 +56,14 @@ def shell_frequencies(n: int, pixel_size_A: float) -> np.ndarray:
 def resolution_at(fsc: np.ndarray, threshold: float, pixel_size_A: float) -> float:
     """Resolution (Å) where the FSC first falls below ``threshold``, interpolated linearly.
 
-    Returns the Nyquist resolution ``2 · pixel_size`` when it never falls below.
-    Shell 0 (the mean) is ignored.
+    Returns the Nyquist resolution ``2 · pixel_size`` when it never falls below, and NaN
+    (undetermined) when any shell's FSC is NaN or infinite: maps with NaN voxels have no
+    resolution, and a number read off such a curve would look valid. Shell 0 (the mean) is
+    ignored. :func:`format_resolution` writes the result for logs.
     """
     fsc = np.asarray(fsc, dtype=np.float64)
+    if not np.isfinite(fsc[1:]).all():
+        return float("nan")
     n = 2 * (len(fsc) - 1)
     freqs = shell_frequencies(n, pixel_size_A)
     for s in range(1, len(fsc)):
@@ -69,3 +73,15 @@ def resolution_at(fsc: np.ndarray, threshold: float, pixel_size_A: float) -> flo
             f = f0 + (c0 - threshold) / (c0 - c1) * (f1 - f0) if c0 != c1 else f1
             return float(1.0 / f) if f > 0 else float("inf")
     return 2.0 * pixel_size_A
+
+
+def format_resolution(resolution_A: float) -> str:
+    """``"8.00 Å"``, or ``"undetermined (FSC not finite)"`` for a NaN resolution."""
+    if resolution_A is None or not np.isfinite(resolution_A):
+        return "undetermined (FSC not finite)"
+    return f"{resolution_A:.2f} Å"
+
+
+def resolution_or_none(resolution_A: float) -> float | None:
+    """The resolution for a JSON record: ``None`` (``null``) when undetermined."""
+    return float(resolution_A) if resolution_A is not None and np.isfinite(resolution_A) else None

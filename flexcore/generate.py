@@ -30,6 +30,7 @@ from .ops import splat_volume
 from .series_export import write_chimerax_series, write_motion_gif, write_slice_strip
 from .train.trained import TrainedModel, load_trained_model
 from .utils.logging import get_logger
+from .utils.outputs import prepare_outputs
 from .utils.provenance import write_provenance
 
 log = get_logger("flexcore.generate")
@@ -95,8 +96,13 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model = load_trained_model(checkpoint, mesh, device=dev)
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    names = ["custom"] if latents_file is not None else [f"z{k + 1}" for k in range(model.latent_dim)]
+    outputs = ["generate.json"] + [f"series_{n}{ext}" for n in names
+                                   for ext in (".cxc", ".gif", ".png", "_latents.txt",
+                                               "/frame_*.mrc")]
+    out = prepare_outputs("generate", out_dir, outputs, {
+        "checkpoint": checkpoint, "mesh": model.mesh_path, "latent point file": latents_file,
+        "map to deform": highres_map})
     if highres_map is not None:
         vol_np, psize = read_map(highres_map)
         if psize <= 0:

@@ -37,6 +37,11 @@ class PrepInfo:
         ``noise_variance`` (``train_box // 2 + 1`` values).
     half_sets : where the half-set split came from (``"input"`` or ``"random (seed S)"``).
     half_counts : particles in half sets 0 and 1.
+    map_correlation : correlation of the particles with the consensus map's projections.
+    map_match_score : that correlation over its spread between unrelated image/projection
+        pairs (how many times chance; see ``docs/conventions.md``).
+    project_dir : the RELION/cryoSPARC project folder image paths are relative to (None:
+        searched above the particle file).
     seconds : wall time of the prep step.
     """
 
@@ -54,6 +59,9 @@ class PrepInfo:
     noise_power: tuple[float, ...]
     half_sets: str
     half_counts: tuple[int, int]
+    map_correlation: float | None = None
+    map_match_score: float | None = None
+    project_dir: str | None = None
     seconds: float = 0.0
     format_version: int = FORMAT_VERSION
 

@@ -1,9 +1,10 @@
 """The conda environments for `snakemake --sdm conda` agree with pyproject.toml.
 
 Every runtime dependency of pyproject (the package's and its ``workflow`` extra's, since the
-rules run the workflow) appears in both envs/flexcore-cpu.yaml and envs/flexcore-cuda.yaml (as a conda package or in the pip section) with the same version
-bounds, the channels are conda-forge + nodefaults, and the PyTorch builds are the CPU and
-the CUDA one. (Building the environments needs conda, which CI does not have.)
+rules run the workflow) appears in both envs/flexcore-cpu.yaml and envs/flexcore-cuda.yaml
+(as a conda package or in the pip section) with the same version bounds, the channels are
+conda-forge + nodefaults, and the PyTorch builds are the CPU and the CUDA one. (Building the
+environments needs conda, which CI does not have.)
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ def test_inverted_particles_are_detected_and_flipped(sim, tmp_path):
     assert info.image_sign == -1.0 and info.image_scale > 0
     prepared = mrcfile.read(tmp_path / "out" / "particles.mrcs")
     np.testing.assert_allclose(prepared, images, atol=1e-4)
-    with pytest.raises(InputFileError, match="inverted contrast"):
+    with pytest.raises(InputFileError, match="contrast is inverted.*prep.auto_sign"):
         run_prep(flipped_dir / "particles.star", sim / "consensus.mrc", tmp_path / "out2",
                  train_box=48, auto_sign=False)
 

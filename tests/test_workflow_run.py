@@ -2,15 +2,20 @@
 
 One completed run is shared by the module: its outputs are checked, the report is built
 from it, re-running it does nothing, deleting a training output re-runs only what depends
-on it, and a sweep of two values runs on top of it (in a copy). Separately: a rule that
-fails leaves its log and no outputs, and the same config and seeds give byte-identical
-simulation and prep outputs.
+on it, a training job killed after its first checkpoint resumes when snakemake runs again
+(to the uninterrupted run's latents), and a sweep of two values runs on top of it (in a
+copy). Separately: a rule that fails leaves its log and no outputs, the same config and
+seeds give byte-identical simulation and prep outputs, and particles inside a RELION
+project (image paths relative to the project folder) run through prep.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -21,7 +26,7 @@ import pytest
 import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "workflow_config"))
-from snakemake_cli import TINY_CONFIG, planned_jobs, run_snakemake  # noqa: E402
+from snakemake_cli import SNAKEFILE, TINY_CONFIG, planned_jobs, run_snakemake  # noqa: E402
 
 pytestmark = pytest.mark.workflow
 
@@ -35,8 +40,9 @@ FINAL = {
     "prep": ["particles.star", "particles.mrcs", "consensus.mrc", "prep.json"],
     "mesh": ["mesh.npz", "mask.mrc", "mask_soft.mrc", "mesh_slices.png", "mesh.pdb", "mesh.cxc",
              "mesh_summary.json"],
-    "train": ["checkpoints/checkpoint_last.pt", "latents.npy", "latents.star", "latents.cs",
-              "history.json", "loss.png", "latents.png", "examples.png", "train.json"],
+    "train": ["model.pt", "checkpoints/checkpoint_last.pt", "latents.npy", "latents.star",
+              "latents.cs", "history.json", "loss.png", "latents.png", "examples.png",
+              "train.json"],
     "generate": ["series_z1.gif", "series_z1.png", "series_z1.cxc", "generate.json"],
     "reconstruct": ["flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc",
                     "flex_map_sharp.mrc", "noflex_map.mrc", "noflex_map_half_A.mrc",
@@ -158,6 +164,95 @@ def test_deleting_a_training_output_reruns_only_its_dependents(tiny_run, tmp_pat
     result = run_snakemake(work, "-n", "--cores", "2", timeout=300)
     assert planned_jobs(result.stdout) == {"train": 1, "generate": 1, "reconstruct": 1,
                                            "evaluate": 1, "all": 1}, result.stdout[-3000:]
+
+
+def job_processes(snakemake_pid: int, script: str) -> list:
+    """The processes snakemake started that run the rule script ``script`` (e.g. train.py)."""
+    import psutil  # a dependency of snakemake
+
+    try:
+        children = psutil.Process(snakemake_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return []
+    found = []
+    for child in children:
+        try:
+            if any(arg.endswith(f".{script}") for arg in child.cmdline()):
+                found.append(child)
+        except psutil.NoSuchProcess:
+            pass
+    return found
+
+
+def test_killed_training_job_resumes_when_snakemake_runs_again(tiny_run, tmp_path):
+    """SIGKILL the train job once its first checkpoint exists; snakemake removes the job's
+    declared outputs but not train/checkpoints/, and the next `snakemake` resumes there."""
+    work = copy_run(tiny_run, tmp_path / "killed")
+    train = work / "results" / "tiny" / "train"
+    shutil.rmtree(train)
+    target = "results/tiny/train/latents.npy"
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(SNAKEFILE), "-d", str(work),
+           "--configfile", str(TINY_CONFIG), "--cores", "2", target]
+    proc = subprocess.Popen(cmd, cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, start_new_session=True)
+    last = train / "checkpoints" / "checkpoint_last.pt"  # written atomically after epoch 1
+    deadline = time.time() + 900
+    try:
+        while not last.exists() and proc.poll() is None and time.time() < deadline:
+            time.sleep(0.05)
+        jobs = job_processes(proc.pid, "train.py")
+        for job in jobs:
+            job.kill()
+        out, _ = proc.communicate(timeout=300)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert jobs and last.exists(), out[-3000:]
+    assert proc.returncode != 0 and "Error in rule train" in out
+    assert not (train / "model.pt").exists() and not (train / "latents.npy").exists()
+    assert (train / "checkpoints" / "checkpoint_epoch001.pt").exists()  # kept by snakemake
+
+    run_snakemake(work, "--cores", "2", target, timeout=900)
+    log = (work / "results" / "tiny" / "logs" / "train.log").read_text()
+    assert "resumed from results/tiny/train/checkpoints/checkpoint_last.pt (epoch 1 of 2 done)" \
+        in log, log[-3000:]
+    assert "epoch 1/2" not in log  # epoch 1 was not trained again
+    resumed = np.load(train / "latents.npy")
+    uninterrupted = np.load(tiny_run.results / "train" / "latents.npy")
+    import torch
+
+    if torch.cuda.is_available():  # the splat kernel's atomic sums are not bit-reproducible
+        np.testing.assert_allclose(resumed, uninterrupted, atol=1e-3)
+    else:
+        np.testing.assert_array_equal(resumed, uninterrupted)
+
+
+def test_particles_in_a_relion_project_run_through_prep(tiny_run, tmp_path):
+    """run_data.star in Refine3D/job009 names its stack Extract/job005/... (relative to the
+    project folder, as RELION writes it); snakemake runs elsewhere."""
+    from flexcore.io import read_particles, write_star
+
+    project = tmp_path / "project"
+    (project / "Extract" / "job005").mkdir(parents=True)
+    (project / "Refine3D" / "job009").mkdir(parents=True)
+    (project / "default_pipeline.star").write_text("data_pipeline_general\n")
+    sim = tiny_run.results / "simulate"
+    shutil.copy(sim / "particles.mrcs", project / "Extract" / "job005" / "stack_001.mrcs")
+    shutil.copy(sim / "consensus.mrc", project / "Refine3D" / "job009" / "run_class001.mrc")
+    table = read_particles(sim / "particles.star")
+    table.image_paths = np.array(["Extract/job005/stack_001.mrcs"] * len(table), dtype=object)
+    write_star(table, project / "Refine3D" / "job009" / "run_data.star")
+    config = tmp_path / "relion.yaml"
+    config.write_text(yaml.safe_dump({"dataset": "relion", "input": {
+        "source": "files", "particles": str(project / "Refine3D" / "job009" / "run_data.star"),
+        "consensus_map": str(project / "Refine3D" / "job009" / "run_class001.mrc")}}))
+    work = tmp_path / "work"
+    work.mkdir()
+    run_snakemake(work, "--cores", "2", "results/relion/prep/prep.json",
+                  configfiles=(TINY_CONFIG, config), timeout=600)
+    info = json.loads((work / "results" / "relion" / "prep" / "prep.json").read_text())
+    assert info["n_particles"] == N and info["project_dir"] is None
 
 
 def test_failing_rule_leaves_its_log_and_no_outputs(tiny_run, tmp_path):

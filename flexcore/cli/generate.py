@@ -2,7 +2,7 @@
 
 Example::
 
-    flexcore generate results/train/checkpoints/checkpoint_last.pt results/generate \\
+    flexcore generate results/train/model.pt results/generate \\
         --n-frames 41 --highres-map results/reconstruct/flex_map.mrc
 
 Writes series_zK/frame_NNN.mrc, series_zK.cxc (ChimeraX volume series), series_zK.gif.

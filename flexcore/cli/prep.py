@@ -6,7 +6,10 @@ Example::
 
 Reads RELION (3.0, 3.1/4, 5) STAR or cryoSPARC .cs particles with consensus poses, checks
 them against the map, crops/downsamples both, fixes inverted contrast and writes
-particles.star/.mrcs, consensus.mrc and prep.json.
+particles.star/.mrcs, consensus.mrc and prep.json. Image paths relative to a RELION or
+cryoSPARC project folder (Extract/job005/..., J1/imported/...) are found by searching the
+folders above the particle file, or give the project folder with --project-dir. The output
+folder must not hold the inputs (prep refuses to replace them).
 """
 
 from __future__ import annotations
@@ -28,6 +31,9 @@ def add_args(parser) -> None:
     parser.add_argument("--no-auto-sign", action="store_true",
                         help="fail instead of flipping inverted particles")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--project-dir", default=None,
+                        help="RELION/cryoSPARC project folder the image paths are relative to "
+                             "(default: searched above the particle file)")
 
 
 def main(args) -> None:
@@ -35,4 +41,5 @@ def main(args) -> None:
 
     run_prep(args.particles, args.consensus_map, args.out_dir, train_box=args.train_box,
              crop_box=args.crop_box, n_particles=args.n_particles, pixel_size_A=args.pixel_size,
-             resplit=args.resplit, auto_sign=not args.no_auto_sign, seed=args.seed)
+             resplit=args.resplit, auto_sign=not args.no_auto_sign, seed=args.seed,
+             project_dir=args.project_dir)

@@ -2,7 +2,7 @@
 
 Example::
 
-    flexcore reconstruct results/train/checkpoints/checkpoint_last.pt results/prep \\
+    flexcore reconstruct results/train/model.pt results/prep \\
         results/reconstruct --iterations 20 --batch-size 64
 
 Solves each half set by L-BFGS under the trained flow (flex_map_half_A/B.mrc) and, as a

@@ -6,7 +6,9 @@ Example::
 
 Wiener-filtered Fourier insertion of each half set (input split, or by index parity when the
 file has none), SSNR from the half-map FSC. Writes map.mrc, map_half_A.mrc, map_half_B.mrc,
-fsc.tsv and fsc.png.
+fsc.tsv and fsc.png. Every image is checked as it is read (NaN/infinite pixels, constant or
+all-zero images are refused, naming the stack, the image and the particle row); the output
+folder must not hold the inputs.
 """
 
 from __future__ import annotations
@@ -20,10 +22,14 @@ def add_args(parser) -> None:
     parser.add_argument("--mask", default=None, help="mask for the FSC (.mrc, same box)")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--project-dir", default=None,
+                        help="RELION/cryoSPARC project folder the image paths are relative to "
+                             "(default: searched above the particle file)")
 
 
 def main(args) -> None:
     from ..recon import run_reconstruct_rigid
 
     run_reconstruct_rigid(args.particles, args.out_dir, pixel_size_A=args.pixel_size,
-                          mask=args.mask, batch_size=args.batch_size, device=args.device)
+                          mask=args.mask, batch_size=args.batch_size, device=args.device,
+                          project_dir=args.project_dir)

@@ -6,8 +6,14 @@ Example::
         --set latent_dim=2 --set epochs=16 --set rigidity_lambda=2.0
 
 Parameters are the fields of ``flexcore.train.TrainConfig`` (CryoSPARC's defaults), given
-with ``--set key=value`` or in a YAML file (``--config``). ``--resume`` continues from the last
-checkpoint in OUT_DIR/checkpoints.
+with ``--set key=value`` or in a YAML file (``--config``).
+
+An OUT_DIR that already holds a training run is refused, with a message that says whether
+its checkpoint is compatible (same configuration, mesh and prepared particles; the device,
+log_every and extra_epochs may differ). ``--resume`` continues from OUT_DIR/checkpoints/
+checkpoint_last.pt (a checkpoint of a different run is an error naming what differs);
+``--restart`` removes the earlier run's files (checkpoints, per-epoch plots, latents) and
+starts afresh. The Snakemake workflow resumes automatically when compatible.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ import yaml
 from ..errors import ConfigError
 
 
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML parser error in one line: what is wrong and where."""
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    mark = getattr(exc, "problem_mark", None)
+    return f"{problem} at line {mark.line + 1}, column {mark.column + 1}" if mark else problem
+
+
 def parse_assignments(pairs: list[str]) -> dict:
     """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as YAML scalars)."""
     out = {}
@@ -24,7 +37,11 @@ def parse_assignments(pairs: list[str]) -> dict:
         if "=" not in pair:
             raise ConfigError(f"--set expects key=value, got {pair!r}")
         key, value = pair.split("=", 1)
-        out[key.strip()] = yaml.safe_load(value)
+        try:
+            out[key.strip()] = yaml.safe_load(value)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {pair}: the value is not valid YAML "
+                              f"({yaml_problem(exc)})") from exc
     return out
 
 
@@ -35,7 +52,12 @@ def add_args(parser) -> None:
     parser.add_argument("--config", default=None, help="YAML file of training parameters")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a training parameter (repeatable; overrides --config)")
-    parser.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    again = parser.add_mutually_exclusive_group()
+    again.add_argument("--resume", action="store_true",
+                       help="continue the compatible run in OUT_DIR from its last checkpoint")
+    again.add_argument("--restart", action="store_true",
+                       help="remove the earlier run in OUT_DIR (checkpoints, per-epoch files, "
+                            "latents) and start afresh")
     parser.add_argument("--init-latents", default=None,
                         help="start from these latents (.npy, or .star/.cs with latent columns)")
 
@@ -45,10 +67,16 @@ def main(args) -> None:
 
     config = {}
     if args.config:
-        with open(args.config) as f:
-            config = yaml.safe_load(f) or {}
+        try:
+            with open(args.config) as f:
+                config = yaml.safe_load(f) or {}
+        except OSError as exc:
+            raise ConfigError(f"{args.config}: cannot be read ({exc.strerror})") from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{args.config}: not valid YAML ({yaml_problem(exc)})") from exc
         if not isinstance(config, dict):
             raise ConfigError(f"{args.config}: expected a mapping of training parameters")
     config.update(parse_assignments(args.set))
-    run_train(args.prep_dir, args.mesh, args.out_dir, config, resume=args.resume,
+    on_existing = "resume" if args.resume else "restart" if args.restart else "refuse"
+    run_train(args.prep_dir, args.mesh, args.out_dir, config, on_existing=on_existing,
               init_latents=args.init_latents)

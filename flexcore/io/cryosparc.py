@@ -21,7 +21,10 @@ import numpy as np
 from ..errors import InputFileError
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..utils.atomic import atomic_path
+from ..utils.logging import get_logger
 from .particles import OpticsGroup, ParticleTable, resolve_image_path, unique_row_groups
+
+log = get_logger("flexcore.io.cryosparc")
 
 NUMPY_MAGIC = b"\x93NUMPY"
 _REQUIRED = (
@@ -99,6 +102,10 @@ def read_cs(path, pixel_size_A: float | None = None) -> ParticleTable:
     if "alignments3D/shift" in names:
         shift_px = np.asarray(arr["alignments3D/shift"], dtype=np.float64).reshape(n, 2)
         shifts = shift_px * pixel[:, None]
+    elif rotations is not None:
+        log.warning("%s: has alignments3D/pose but no alignments3D/shift; the particles' "
+                    "shifts are taken as zero (if they were refined, export the .cs that holds "
+                    "them)", path)
     if "alignments3D/split" in names:
         split = np.asarray(arr["alignments3D/split"]).astype(np.int64)
         half = np.where((split == 0) | (split == 1), split, -1).astype(np.int8)
@@ -299,7 +306,9 @@ def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None) -> n
     written = table.image_paths_relative_to(path.parent).tolist()
     given = np.asarray(table.image_paths, dtype=object)
     root = Path(table.source_path).parent if table.source_path else Path(".")
-    found = {str(p) for p in np.unique(given) if resolve_image_path(str(p), root) is not None}
+    project = table.project_dir or None
+    found = {str(p) for p in np.unique(given)
+             if resolve_image_path(str(p), root, project) is not None}
     original = raw["blob/path"].tolist() if raw is not None else None
     out = []
     for i, name in enumerate(given.tolist()):

@@ -84,6 +84,11 @@ def read_mask(path, box: int, pixel_size_A: float | None = None, resample: bool 
         )
     if mask.min() < -1e-3 or mask.max() > 1 + 1e-3:
         raise InputFileError(path, f"mask values must lie in [0, 1], got {mask.min():.3g} … {mask.max():.3g}")
+    if mask.min() == mask.max():
+        what = "empty (0 everywhere)" if mask.min() == 0 else f"constant ({float(mask.min()):.6g} " \
+                                                               "everywhere)"
+        raise InputFileError(path, f"mask is {what}: it does not separate the particle from the "
+                                   "solvent")
     return np.clip(mask, 0.0, 1.0)
 
 

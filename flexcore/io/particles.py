@@ -15,22 +15,63 @@ import numpy as np
 
 from ..errors import InputFileError
 from .mrc import StackReader
+from .pixels import check_images
 
 
-def resolve_image_path(name: str, root: str | Path) -> Path | None:
-    """Find stack file ``name`` as RELION/cryoSPARC tools would, or return ``None``.
-
-    An absolute ``name`` is taken as is; a relative one is tried against ``root`` (the
-    metadata file's folder), then the current directory, then as a bare file name in
-    ``root`` (the common case of a STAR file moved next to its stacks).
-    """
+def _candidate_groups(name: str, root: Path, project_dir) -> tuple[list[Path], list[Path]]:
+    """``(direct, above)``: the places tried for ``name`` besides the folders above ``root``
+    (in order, the bare-name fallback last) and those folders' candidates."""
     p = Path(name)
-    root = Path(root)
-    candidates = [p] if p.is_absolute() else [root / p, p, root / p.name]
-    for c in candidates:
+    if p.is_absolute():
+        return [p], []
+    direct = [Path(project_dir) / p] if project_dir else []
+    direct += [root / p, p]
+    above = []
+    if len(p.parts) > 1:
+        lexical = Path(os.path.abspath(root))
+        seen = {lexical}
+        for a in [*lexical.parents, *root.resolve().parents]:
+            if a not in seen:
+                seen.add(a)
+                above.append(a / p)
+    return direct + [root / p.name], above
+
+
+def image_path_candidates(name: str, root: str | Path, project_dir: str | Path | None = None
+                          ) -> list[Path]:
+    """Where a stack named ``name`` in a metadata file in folder ``root`` may be, in order.
+
+    An absolute ``name`` is taken as is. A relative one is tried against ``project_dir``
+    when given, ``root`` (the metadata file's folder), the current directory, then — for a
+    name with a folder part, as RELION (``Extract/job005/p.mrcs``) and cryoSPARC
+    (``J1/imported/p.mrc``) write them, relative to their project folder — every folder
+    above ``root``, and last as a bare file name in ``root`` (a metadata file moved next
+    to its stacks).
+    """
+    direct, above = _candidate_groups(name, Path(root), project_dir)
+    return direct[:-1] + above + direct[-1:] if len(direct) > 1 else direct
+
+
+def resolve_image_path(name: str, root: str | Path, project_dir: str | Path | None = None
+                       ) -> Path | None:
+    """Find stack file ``name`` as RELION/cryoSPARC tools would (see
+    :func:`image_path_candidates` for where it looks), or return ``None``."""
+    for c in image_path_candidates(name, root, project_dir):
         if c.is_file():
             return c
     return None
+
+
+def describe_search(name: str, root: str | Path, project_dir: str | Path | None = None) -> str:
+    """Where :func:`resolve_image_path` looked, for an error message."""
+    direct, above = _candidate_groups(name, Path(root), project_dir)
+    text = ", ".join(str(c) for c in direct)
+    if above:
+        text += f", and under each of the {len(above)} folders above {root}"
+    if not project_dir and not Path(name).is_absolute():
+        text += "; if the paths are relative to a RELION/cryoSPARC project folder, give it as " \
+                "project_dir"
+    return text
 
 
 def unique_row_groups(*columns) -> tuple[np.ndarray, np.ndarray]:
@@ -90,13 +131,16 @@ class ParticleTable:
         ``(n,)`` CTF parameters (RELION definition; angle of U from x).
     optics_group : ``(n,)`` 0-based index into ``optics``.
     image_paths : ``(n,)`` stack file of each image as the metadata file names it (a
-        cryoSPARC ``>`` prefix removed); relative names are resolved against the metadata
-        file's folder, then the current directory (:func:`resolve_image_path`).
+        cryoSPARC ``>`` prefix removed); relative names are resolved against
+        ``project_dir``, the metadata file's folder, the current directory and the folders
+        above the metadata file (:func:`resolve_image_path`).
     image_indices : ``(n,)`` 0-based image index within its stack.
     half_set : ``(n,)`` int8: 0 or 1 for the gold-standard halves, -1 when unknown.
     raw : the input table as read (DataFrame or structured array), row-aligned.
     source_path : the metadata file this came from; ``source_format`` is
         ``"relion30"``, ``"relion31"`` or ``"cryosparc"``.
+    project_dir : the RELION/cryoSPARC project folder the image paths are relative to
+        (``""``: found by searching, see :func:`image_path_candidates`).
     """
 
     rotations: np.ndarray | None
@@ -117,6 +161,7 @@ class ParticleTable:
     source_path: str = ""
     source_format: str = ""
     extra: dict = field(default_factory=dict)
+    project_dir: str = ""
 
     def __len__(self) -> int:
         return len(self.image_indices)
@@ -158,7 +203,7 @@ class ParticleTable:
         names, codes = np.unique(np.asarray(self.image_paths, dtype=object), return_inverse=True)
         out = []
         for name in names:
-            found = resolve_image_path(str(name), root)
+            found = resolve_image_path(str(name), root, self.project_dir or None)
             if found is None:
                 out.append(str(name))
                 continue
@@ -202,6 +247,7 @@ class ParticleTable:
             source_path=self.source_path,
             source_format=self.source_format,
             extra={k: np.asarray(v)[idx] for k, v in self.extra.items()},
+            project_dir=self.project_dir,
         )
 
     def validate(self) -> None:
@@ -237,8 +283,11 @@ class ImageSource:
     """Lazy reader of particle images: opens each stack once (memory-mapped) and reads
     batches in any order without loading whole stacks.
 
-    ``root`` resolves relative image paths (by default, relative to the metadata file's
-    folder, then to the current directory).
+    ``root`` resolves relative image paths (by default the metadata file's folder; see
+    :func:`resolve_image_path` for the other places searched, ``table.project_dir`` first).
+    Every batch read is checked for unusable images (:func:`~flexcore.io.pixels.check_images`:
+    NaN/infinite pixels, constant or all-zero images), naming the stack, the image and the
+    metadata row.
     """
 
     def __init__(self, table: ParticleTable, root: str | Path | None = None):
@@ -252,15 +301,15 @@ class ImageSource:
     def _resolve(self, name: str) -> Path:
         if name in self._resolved:
             return self._resolved[name]
-        found = resolve_image_path(name, self._root)
+        project = self.table.project_dir or None
+        found = resolve_image_path(name, self._root, project)
         if found is not None:
             self._resolved[name] = found
             return found
-        p = Path(name)
-        candidates = [p] if p.is_absolute() else [self._root / p, p, self._root / p.name]
         raise InputFileError(
             self.table.source_path or name,
-            f"image stack {name!r} not found (looked in {', '.join(str(c) for c in candidates)})",
+            f"image stack {name!r} not found (looked in "
+            f"{describe_search(name, self._root, project)})",
         )
 
     def reader(self, name: str) -> StackReader:
@@ -288,7 +337,10 @@ class ImageSource:
         for name in np.unique(paths):
             sel = np.flatnonzero(paths == name)
             order = np.argsort(within[sel])
-            imgs = self.reader(str(name)).read(within[sel][order])
+            reader = self.reader(str(name))
+            imgs = reader.read(within[sel][order])
+            check_images(imgs, reader.path, within[sel][order], rows=idx[sel][order],
+                         metadata=self.table.source_path)
             if out is None:
                 out = np.empty((len(idx),) + imgs.shape[1:], dtype=np.float32)
             out[sel[order]] = imgs

@@ -46,7 +46,7 @@ def detect_particle_format(path) -> str:
     )
 
 
-def read_particles(path, pixel_size_A: float | None = None) -> ParticleTable:
+def read_particles(path, pixel_size_A: float | None = None, project_dir=None) -> ParticleTable:
     """Read RELION STAR (3.0, 3.1/4, 5) or cryoSPARC ``.cs`` particles into a ParticleTable.
 
     Parameters
@@ -55,13 +55,23 @@ def read_particles(path, pixel_size_A: float | None = None) -> ParticleTable:
     pixel_size_A : pixel size in Å for files that carry none (e.g. a RELION 3.0 STAR
         without ``rlnImagePixelSize`` or detector pixel size and magnification); ignored
         when the file has its own.
+    project_dir : the RELION or cryoSPARC project folder that relative image paths
+        (``Extract/job005/p.mrcs``, ``J1/imported/p.mrc``) start from; stored in the table's
+        ``project_dir`` and searched first when images are read. Without it the folders
+        above the metadata file are searched (see :func:`~flexcore.io.particles.image_path_candidates`).
 
     Every reader validates the table (finite values, lengths, optics groups) before it
     returns; errors are :class:`~flexcore.errors.InputFileError` naming the file.
     """
+    if project_dir and not Path(project_dir).is_dir():
+        raise InputFileError(project_dir, "project_dir is not a folder (the RELION/cryoSPARC "
+                                          "project folder the image paths are relative to)")
     if detect_particle_format(path) == "cs":
-        return read_cs(path, pixel_size_A=pixel_size_A)
-    return read_star(path, pixel_size_A=pixel_size_A)
+        table = read_cs(path, pixel_size_A=pixel_size_A)
+    else:
+        table = read_star(path, pixel_size_A=pixel_size_A, project_dir=project_dir)
+    table.project_dir = str(project_dir) if project_dir else ""
+    return table
 
 
 def write_particles(table: ParticleTable, path, extra: dict[str, np.ndarray] | None = None

@@ -64,7 +64,7 @@ _PIXEL_SIZE_HELP = (
 # reading
 # --------------------------------------------------------------------------------------
 
-def read_star(path, pixel_size_A: float | None = None) -> ParticleTable:
+def read_star(path, pixel_size_A: float | None = None, project_dir=None) -> ParticleTable:
     """Read a RELION particle STAR file (3.0, 3.1/4 or 5) into a :class:`ParticleTable`.
 
     Parameters
@@ -73,6 +73,8 @@ def read_star(path, pixel_size_A: float | None = None) -> ParticleTable:
     pixel_size_A : pixel size in Å, used only when the file has none (no
         ``rlnImagePixelSize`` and, for 3.0 files, no ``rlnDetectorPixelSize`` ×
         ``rlnMagnification``).
+    project_dir : RELION project folder of relative image paths (used here only to find
+        the first stack of a RELION 3.0 file, whose header gives the box).
 
     Returns
     -------
@@ -101,7 +103,7 @@ def read_star(path, pixel_size_A: float | None = None) -> ParticleTable:
         optics, groups, pixel_size = _optics_relion30(particles, path, pixel_size_A)
         source_format = "relion30"
     if any(g.image_size == 0 for g in optics):
-        box = _box_of_first_stack(image_paths, path.parent)
+        box = _box_of_first_stack(image_paths, path.parent, project_dir)
         for g in optics:
             g.image_size = g.image_size or box
 
@@ -123,6 +125,7 @@ def read_star(path, pixel_size_A: float | None = None) -> ParticleTable:
         raw_optics=optics_df,
         source_path=str(path),
         source_format=source_format,
+        project_dir=str(project_dir) if project_dir else "",
     )
     table.validate()
     return table
@@ -362,13 +365,13 @@ def _parse_float_list(value, path: Path, column: str) -> tuple[float, ...]:
         ) from None
 
 
-def _box_of_first_stack(image_paths: np.ndarray, root: Path) -> int:
+def _box_of_first_stack(image_paths: np.ndarray, root: Path, project_dir=None) -> int:
     """Image size from the header of the first stack that exists (0 when none is found).
 
     RELION 3.0 files do not record the box; reading one header is cheap.
     """
     for name in pd.unique(image_paths)[:1]:
-        found = resolve_image_path(str(name), root)
+        found = resolve_image_path(str(name), root, project_dir)
         if found is None:
             return 0
         try:

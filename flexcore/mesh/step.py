@@ -9,7 +9,9 @@ import numpy as np
 
 from ..errors import ConfigError, InputFileError
 from ..io.mrc import read_map, write_map
+from ..io.pixels import check_volume
 from ..utils.logging import get_logger
+from ..utils.outputs import prepare_outputs
 from ..utils.provenance import write_provenance
 from .chimerax import write_chimerax_script, write_mesh_pdb
 from .core import TetMesh
@@ -85,11 +87,14 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
     """
     params = {k: v for k, v in locals().items() if k not in ("consensus_map", "out_dir")}
     _check_options(params)
-    out = Path(out_dir)
+    out = prepare_outputs("mesh", out_dir, OUTPUTS, {
+        "consensus map": consensus_map, "mask": mask, "segmentation": segmentation,
+        "CryoSPARC mesh": cryosparc_mesh, "custom mesh": custom_mesh})
     volume, psize = read_map(consensus_map)
     if not psize > 0:
         raise InputFileError(consensus_map, "voxel size is 0 in the header; set it (e.g. with "
                                             "relion_image_handler --setangpix) and rerun")
+    check_volume(volume, consensus_map, "consensus map")
     box = volume.shape[0]
     summary = {"consensus_map": str(consensus_map), "box": box, "pixel_size_A": psize}
     pairs = parse_connections(connections)

@@ -219,12 +219,14 @@ def wiener_start(op: FlexOperator, particles: ReconParticles, positions: np.ndar
 
 
 def solve_half(objective: HalfObjective, x0: torch.Tensor, iterations: int,
-               history_size: int = 8) -> LbfgsResult:
-    """Run L-BFGS on one half's objective from ``x0``; the result's history gets the
-    number of passes and their time."""
+               history_size: int = 8, state: dict | None = None,
+               on_iteration=None) -> LbfgsResult:
+    """Run L-BFGS on one half's objective from ``x0`` (or continue from ``state``, an
+    interrupted solve's last ``on_iteration`` state); the result's history gets the number
+    of passes and their time."""
     res = minimize_quadratic(x0, objective.value_and_grad, objective.curvature,
                              iterations=iterations, history_size=history_size,
-                             label=objective.label)
+                             label=objective.label, state=state, on_iteration=on_iteration)
     log.info("%s%d iterations, %d passes over the half in %.1f s (objective %.8g → %.8g)",
              objective.label, len(res.history) - 1, objective.n_passes, objective.pass_seconds,
              res.history[0]["objective"], res.objective)

@@ -16,6 +16,10 @@ steepest descent; if that does not decrease either, the solver stops at the best
 So the objective never increases and more iterations never give a worse result.
 
 Vectors are flat tensors of any device; dot products are accumulated in float64.
+
+The solver's state after every accepted iteration (point, objective, gradient, curvature
+pairs, record) can be handed to a callback and given back to continue a run that was
+interrupted: the continued run computes exactly what the uninterrupted one would have.
 """
 
 from __future__ import annotations
@@ -87,6 +91,8 @@ def minimize_quadratic(
     history_size: int = 8,
     label: str = "",
     grad_tol: float = 0.0,
+    state: dict | None = None,
+    on_iteration: Callable[[dict], None] | None = None,
 ) -> LbfgsResult:
     """Minimise a convex quadratic by L-BFGS with exact line search.
 
@@ -99,6 +105,10 @@ def minimize_quadratic(
     history_size : ``m``, the number of ``(s, y)`` pairs kept (``2m`` vectors of ``M``).
     label : prefix of the progress lines.
     grad_tol : stop early when ``‖g‖ ≤ grad_tol · ‖g₀‖`` (0 = never).
+    state : a state given to ``on_iteration`` by an earlier, interrupted run with the same
+        objective: continue from it (``x0`` is then not evaluated).
+    on_iteration : called with the solver's state (a dict of tensors and floats) after
+        the start point and after every accepted iteration, e.g. to save it.
 
     Returns
     -------
@@ -108,18 +118,34 @@ def minimize_quadratic(
         raise ValueError(f"iterations must be ≥ 0, got {iterations}")
     if history_size < 1:
         raise ValueError(f"history_size must be ≥ 1, got {history_size}")
-    t0 = time.time()
-    x = x0.detach().clone()
-    f, g = value_and_grad(x)
-    g0_norm = math.sqrt(dot(g, g))
-    result = LbfgsResult(x=x, objective=f)
-    result.history.append({"iteration": 0, "objective": f, "grad_norm": g0_norm, "step": 0.0,
-                           "step_norm": 0.0, "direction": "start", "seconds": time.time() - t0})
-    log.info("%siteration 0: objective %.8g, |grad| %.4g", label, f, g0_norm)
-    s_hist: list[torch.Tensor] = []
-    y_hist: list[torch.Tensor] = []
-    rho_hist: list[float] = []
-    it = 0
+    if state is None:
+        t0 = time.time()
+        x = x0.detach().clone()
+        f, g = value_and_grad(x)
+        g0_norm = math.sqrt(dot(g, g))
+        history = [{"iteration": 0, "objective": f, "grad_norm": g0_norm, "step": 0.0,
+                    "step_norm": 0.0, "direction": "start", "seconds": time.time() - t0}]
+        log.info("%siteration 0: objective %.8g, |grad| %.4g", label, f, g0_norm)
+        s_hist: list[torch.Tensor] = []
+        y_hist: list[torch.Tensor] = []
+        rho_hist: list[float] = []
+        it = 0
+    else:
+        x, f, g, g0_norm = state["x"], state["objective"], state["grad"], state["g0_norm"]
+        history = list(state["history"])
+        s_hist, y_hist, rho_hist = list(state["s"]), list(state["y"]), list(state["rho"])
+        it = int(state["iteration"])
+        t0 = time.time() - history[-1]["seconds"]
+        log.info("%scontinuing an interrupted solve at iteration %d (objective %.8g)", label, it,
+                 f)
+    result = LbfgsResult(x=x, objective=f, history=history)
+
+    def snapshot() -> dict:
+        return {"x": x, "objective": f, "grad": g, "g0_norm": g0_norm, "history": history,
+                "s": s_hist, "y": y_hist, "rho": rho_hist, "iteration": it}
+
+    if on_iteration is not None and state is None:
+        on_iteration(snapshot())
     while it < iterations:
         g_norm = math.sqrt(dot(g, g))
         if g_norm == 0.0 or (grad_tol > 0 and g_norm <= grad_tol * g0_norm):
@@ -169,5 +195,7 @@ def minimize_quadratic(
         result.history.append(rec)
         log.info("%siteration %d: objective %.8g (Δ %.4g), |grad| %.4g, step %.4g (%s)", label,
                  it, f, f - result.history[-2]["objective"], rec["grad_norm"], alpha, kind)
+        if on_iteration is not None:
+            on_iteration(snapshot())
     result.x, result.objective = x, f
     return result

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ..fourier import cosine_edge, rfft_radius_3d
-from ..fsc import shell_frequencies
+from ..fsc import format_resolution, shell_frequencies
 from ..utils.atomic import write_text_atomic
 from ..utils.figures import new_figure, save_png
 from ..utils.logging import get_logger
@@ -48,7 +48,7 @@ def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float],
         colour = "0.45" if "noflex" in name else "tab:blue"
         style = "-" if "masked" in name else "--"
         ax.plot(freqs[1:], fsc[1:], style, color=colour,
-                label=f"{name.replace('_', ' ')}: {resolutions[name]:.2f} Å")
+                label=f"{name.replace('_', ' ')}: {format_resolution(resolutions[name])}")
     ax.axhline(0.143, color="tab:red", lw=0.8, ls=":")
     ax.text(freqs[1], 0.16, "0.143", color="tab:red", fontsize=8)
     ax.set_xlabel("spatial frequency (1/Å)")

@@ -2,7 +2,8 @@
 
 The prepared particles (``prep_dir/particles.star``) give poses, shifts, CTFs, half sets
 and the link ``_flexSourceIndex`` to the user's original file, whose full-resolution
-stacks are read here: each image is multiplied by prep's ``image_sign`` and cropped in real
+stacks are read here (relative paths resolved against prep's ``project_dir`` when it had
+one): each image is multiplied by prep's ``image_sign`` and cropped in real
 space about ``N // 2`` to prep's ``crop_box``. Images are read in batches from the
 memory-mapped stacks (CPU memory does not grow with the particle count), or — with
 ``in_ram`` — one half's images are loaded once when they fit in the available memory.
@@ -76,7 +77,8 @@ def load_recon_particles(prep_dir, info: PrepInfo) -> ReconParticles:
     if not src_path.exists():
         raise InputFileError(src_path, "the full-resolution particle file named in prep.json "
                                        "(source_particles) does not exist")
-    source = read_particles(src_path, pixel_size_A=info.original_pixel_size_A)
+    source = read_particles(src_path, pixel_size_A=info.original_pixel_size_A,
+                            project_dir=info.project_dir)
     if rows.max(initial=-1) >= len(source) or rows.min(initial=0) < 0:
         raise InputFileError(src_path, f"has {len(source)} particles but the prepared particles "
                                        f"link to row {int(rows.max()) + 1}")
@@ -119,7 +121,7 @@ class ScratchCopy:
         names = np.unique(np.asarray(table.image_paths, dtype=object)[rows])
         files = []
         for name in names:
-            found = resolve_image_path(str(name), root)
+            found = resolve_image_path(str(name), root, table.project_dir or None)
             if found is None:
                 raise InputFileError(table.source_path, f"image stack {name!r} not found")
             files.append((str(name), found))

@@ -10,6 +10,11 @@ Outputs in ``out_dir`` (CryoSPARC names): ``flex_map.mrc``, ``flex_map_half_A.mr
 ``flex_map_half_B.mrc``, ``flex_map_sharp.mrc``, ``noflex_map.mrc``,
 ``noflex_map_half_A.mrc``, ``noflex_map_half_B.mrc``, ``fsc.tsv``, ``fsc.png``,
 ``lbfgs.tsv`` and ``recon.json``.
+
+While it runs, ``partial/`` holds the start maps, finished solves and the running solve's
+L-BFGS state (at most every 30 s; :mod:`flexcore.recon.resume`): run again after an
+interruption with the same inputs and parameters, it reuses them and continues where it
+stopped, to the same maps; the folder is removed at the end.
 """
 
 from __future__ import annotations
@@ -21,21 +26,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputFileError
-from ..fsc import fsc_curve, resolution_at
-from ..io import write_map
+from ..errors import ConfigError, FlexcoreError, InputFileError
+from ..fsc import format_resolution, fsc_curve, resolution_at, resolution_or_none
+from ..io import ImageSource, write_map
 from ..prep_info import PrepInfo
 from ..train.trained import load_trained_model
 from ..utils.logging import get_logger
 from ..utils.memory import peak_rss_GiB
+from ..utils.outputs import prepare_outputs
 from ..utils.provenance import write_provenance
 from .aberrations import OpticsAberrations
 from .flex import FlexOperator, HalfObjective, solve_half, wiener_start
 from .outputs import plot_fsc, sharpen, write_fsc_table, write_lbfgs_table
 from .particles import ImageStream, ScratchCopy, load_recon_particles
+from .resume import SolveStore, recon_fingerprint
 
 log = get_logger("flexcore.recon")
 HALF_NAMES = ("A", "B")
+OUTPUTS = ("flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc", "flex_map_sharp.mrc",
+           "noflex_map.mrc", "noflex_map_half_A.mrc", "noflex_map_half_B.mrc", "fsc.tsv",
+           "fsc.png", "lbfgs.tsv", "recon.json")
 
 
 def check_parameters(iterations, batch_size, ridge, seed, bfactor, device, scratch_dir) -> None:
@@ -142,6 +152,12 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     model = load_trained_model(checkpoint, mesh, device=dev)
     particles = load_recon_particles(prep_dir, info)
     check_model_matches_prep(model, info, checkpoint, len(particles))
+    stacks = source_stacks(particles)
+    prep_files = {f"prepared {n}": Path(prep_dir) / n for n in ("particles.star", "prep.json")}
+    out = prepare_outputs("reconstruct", out_dir, OUTPUTS, {
+        "checkpoint": checkpoint, "mesh": model.mesh_path, **prep_files,
+        "source particle file": info.source_particles,
+        **{f"image stack {p.name}": p for p in stacks}})
     half, half_origin = choose_halves(particles.half_set, resplit, seed)
     for h, name in enumerate(HALF_NAMES):
         if not (half == h).any():
@@ -175,30 +191,57 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     runs: dict[str, list[dict]] = {}
     timings: dict[str, float] = {}
     passes: dict[str, dict] = {}
-    scratch = ScratchCopy(particles.source, particles.source_rows, scratch_dir) \
-        if scratch_dir else None
+    store = SolveStore(out / "partial", recon_fingerprint(
+        checkpoint, model.mesh_path, prep_dir, stacks, half, params, dev), dev)
+    scratch = None
     try:
-        table = scratch.table if scratch else particles.source
         for h, name in enumerate(HALF_NAMES):
             positions = np.flatnonzero(half == h)
             t0 = time.time()
+            records = {kind: store.load(f"{kind}_{name}") for kind in kinds}
+            if all(r is not None and r.get("done") for r in records.values()):
+                log.info("half %s: reusing the %s solve(s) an interrupted run finished", name,
+                         " and ".join(kinds))
+                for kind, rec in records.items():
+                    finish_solve(kind, name, rec, op, maps, runs, passes, timings)
+                continue
+            if scratch is None and scratch_dir:
+                scratch = ScratchCopy(particles.source, particles.source_rows, scratch_dir)
+            table = scratch.table if scratch else particles.source
             stream = ImageStream(table, particles.source_rows[positions], box,
                                  info.image_sign, dev, in_ram=in_ram,
                                  label=f"half {name}: ")
             try:
-                x0 = wiener_start(op, particles, positions, stream, batch_size,
-                                  label=f"half {name}: ")
+                start = store.load(f"start_{name}")
+                if start is None:
+                    x0 = wiener_start(op, particles, positions, stream, batch_size,
+                                      label=f"half {name}: ")
+                    store.save(f"start_{name}", {"x": x0})
+                else:
+                    x0 = start["x"]
+                    log.info("half %s: reusing the Wiener start map of an interrupted run", name)
                 timings[f"start_half_{name}_s"] = round(time.time() - t0, 2)
                 for kind, disp_fn in kinds.items():
+                    rec = records[kind]
+                    if rec is not None and rec.get("done"):
+                        log.info("%s half %s: reusing the solve an interrupted run finished",
+                                 kind, name)
+                        finish_solve(kind, name, rec, op, maps, runs, passes, timings)
+                        continue
                     t1 = time.time()
                     obj = HalfObjective(op, particles, positions, stream, disp_fn, ridge,
                                         batch_size, label=f"{kind} half {name}: ")
-                    res = solve_half(obj, x0, iterations)
-                    maps[kind].append(op.to_volume(res.x).cpu().numpy())
-                    runs[f"{kind}_{name}"] = res.history
-                    passes[f"{kind}_{name}"] = {k: {"count": v[0], "seconds": round(v[1], 3)}
-                                                for k, v in obj.passes.items()}
-                    timings[f"{kind}_half_{name}_s"] = round(time.time() - t1, 2)
+                    if rec is not None:  # an interrupted solve: continue its count of passes
+                        obj.passes = {k: list(v) for k, v in rec["passes"].items()}
+                    key = f"{kind}_{name}"
+                    res = solve_half(obj, x0, iterations, state=rec,
+                                     on_iteration=lambda st, key=key, obj=obj: store.save_progress(
+                                         key, {"done": False, **st, "passes": obj.passes}))
+                    seconds = round(time.time() - t1, 2)
+                    done = {"done": True, "x": res.x, "history": res.history,
+                            "passes": obj.passes, "seconds": seconds}
+                    store.save(key, done)
+                    finish_solve(kind, name, done, op, maps, runs, passes, timings)
             finally:
                 stream.close()
             log.info("half %s done in %.0f s; peak RSS %.2f GiB", name, time.time() - t0,
@@ -206,7 +249,7 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     finally:
         if scratch:
             scratch.cleanup()
-    summary = write_outputs(Path(out_dir), maps, runs, mesh_hi.mask_soft, psize, bfactor)
+    summary = write_outputs(out, maps, runs, mesh_hi.mask_soft, psize, bfactor)
     memory = {"peak_rss_GiB": round(peak_rss_GiB(), 3)}
     if dev.type == "cuda":
         memory["peak_gpu_GiB"] = round(torch.cuda.max_memory_allocated(dev) / 2**30, 3)
@@ -222,17 +265,43 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
         "aberrations": None if abr is None else abr.summary(particles.source.optics),
         "timings": timings, "passes": passes, "memory": memory, "device": str(dev),
     })
-    write_provenance(Path(out_dir) / "recon.json", "reconstruct", params, extra=summary)
+    write_provenance(out / "recon.json", "reconstruct", params, extra=summary)
+    store.clear()
     log.info("%s; peak RSS %.2f GiB%s; %.0f s in all", summary["summary"], memory["peak_rss_GiB"],
              f", peak GPU {memory['peak_gpu_GiB']:.2f} GiB" if "peak_gpu_GiB" in memory else "",
              timings["total_s"])
     return summary
 
 
+def source_stacks(particles) -> list[Path]:
+    """The stack files (resolved) that the reconstruction reads its images from."""
+    source = ImageSource(particles.source)
+    try:
+        names = np.unique(np.asarray(particles.source.image_paths, dtype=object)[particles.source_rows])
+        return [source.reader(str(n)).path for n in names]
+    finally:
+        source.close()
+
+
+def finish_solve(kind: str, name: str, record: dict, op, maps: dict, runs: dict, passes: dict,
+                 timings: dict) -> None:
+    """File a finished solve's map, L-BFGS record, pass counts and time under its name."""
+    maps[kind].append(op.to_volume(record["x"].to(op.device)).cpu().numpy())
+    runs[f"{kind}_{name}"] = record["history"]
+    passes[f"{kind}_{name}"] = {k: {"count": v[0], "seconds": round(v[1], 3)}
+                                for k, v in record["passes"].items()}
+    timings[f"{kind}_half_{name}_s"] = record["seconds"]
+
+
 def write_outputs(out: Path, maps: dict, runs: dict, mask_soft: np.ndarray, psize: float,
                   bfactor) -> dict:
     """Write maps, FSC table/plot and the L-BFGS log; return resolutions and the summary."""
     out.mkdir(parents=True, exist_ok=True)
+    for kind, halves in maps.items():
+        for name, half in zip(HALF_NAMES, halves):
+            if not np.isfinite(half).all():
+                raise FlexcoreError(f"the {kind} reconstruction of half {name} has NaN or "
+                                    f"infinite voxels; no maps were written to {out}")
     curves, res = {}, {}
     for kind, (a, b) in maps.items():
         full = 0.5 * (a + b)
@@ -245,18 +314,21 @@ def write_outputs(out: Path, maps: dict, runs: dict, mask_soft: np.ndarray, psiz
         res[name] = resolution_at(fsc, 0.143, psize)
     box = mask_soft.shape[0]
     write_fsc_table(out / "fsc.tsv", curves, box, psize)
-    line = f"flex 0.143: {res['flex_masked']:.2f} Å"
+    fmt = {name: format_resolution(r) for name, r in res.items()}
+    line = f"flex 0.143: {fmt['flex_masked']}"
     if "noflex" in maps:
-        line += f", rigid: {res['noflex_masked']:.2f} Å (masked; unmasked flex " \
-                f"{res['flex']:.2f} Å, rigid {res['noflex']:.2f} Å)"
+        line += f", rigid: {fmt['noflex_masked']} (masked; unmasked flex " \
+                f"{fmt['flex']}, rigid {fmt['noflex']})"
     else:
-        line += f" (masked; unmasked {res['flex']:.2f} Å; no rigid baseline)"
+        line += f" (masked; unmasked {fmt['flex']}; no rigid baseline)"
     plot_fsc(out / "fsc.png", curves, res, box, psize, line)
     write_lbfgs_table(out / "lbfgs.tsv", runs)
     full = 0.5 * (maps["flex"][0] + maps["flex"][1])
     sharp, sharp_rec = sharpen(full, psize, curves["flex_masked"], res["flex_masked"], bfactor)
     write_map(out / "flex_map_sharp.mrc", sharp, psize)
     log.info("wrote maps, fsc.tsv/png and lbfgs.tsv to %s", out)
-    return {"summary": line, "resolution_0143_A": res, "sharpening": sharp_rec,
+    return {"summary": line,
+            "resolution_0143_A": {name: resolution_or_none(r) for name, r in res.items()},
+            "sharpening": sharp_rec,
             "objective": {k: {"start": v[0]["objective"], "final": v[-1]["objective"],
                               "iterations": len(v) - 1} for k, v in runs.items()}}

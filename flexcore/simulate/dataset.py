@@ -29,17 +29,20 @@ from scipy.spatial.transform import Rotation
 from ..ctf import calculate_ctf_2d
 from ..errors import ConfigError
 from ..fourier import lowpass_volume, shift_phase_2d
-from ..fsc import resolution_at
+from ..fsc import format_resolution, resolution_at
 from ..io import OpticsGroup, ParticleTable, StackWriter, write_map
 from ..masks import cosine_falloff
 from ..recon.rigid import FourierAccumulator, reconstruct_halves
 from ..rotations import random_rotations
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
+from ..utils.outputs import prepare_outputs
 from .phantom import Phantom, deform, make_phantom
 from .render import render_projections, render_volume
 
 log = get_logger("flexcore.simulate")
+OUTPUTS = ("particles.star", "particles.mrcs", "consensus.mrc", "mask.mrc", "moving_mask.mrc",
+           "gt/map_*.mrc", "ground_truth.json", "ground_truth.csv")
 
 
 @dataclass
@@ -132,7 +135,7 @@ def run_simulate(
     if snr <= 0:
         raise ConfigError(f"snr must be positive, got {snr}")
     t_start = time.time()
-    out = Path(out_dir)
+    out = prepare_outputs("simulate", out_dir, OUTPUTS)
     (out / "gt").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phantom = make_phantom(seed, n_moving=n_motions)
@@ -262,7 +265,7 @@ def run_simulate(
     }
     write_text_atomic(out / "ground_truth.json", json.dumps(summary, indent=2) + "\n")
     log.info("wrote %d particles (box %d, %.3g Å/px, SNR %.3g) to %s; consensus half-map "
-             "FSC 0.143 at %.1f Å; %d ground-truth maps", n_particles, box, pixel_size_A, snr,
-             out, res, len(gt_paths))
+             "FSC 0.143 at %s; %d ground-truth maps", n_particles, box, pixel_size_A, snr,
+             out, format_resolution(res), len(gt_paths))
     return SimulationResult(out / "particles.star", out / "consensus.mrc", out / "mask.mrc",
                             out / "moving_mask.mrc", gt_paths, out / "ground_truth.json", summary)

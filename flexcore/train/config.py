@@ -54,8 +54,30 @@ class TrainConfig:
     seed: int = 0
     log_every: int = 20
 
+    def check_types(self) -> None:
+        """Raise :class:`ConfigError` naming the first parameter whose value has the wrong
+        type (``epochs=two``, a list from a YAML file, ``true`` for a number, …)."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            kind = type(f.default)
+            if kind is bool:
+                ok, what = isinstance(value, bool), "true or false"
+            elif kind is int:
+                ok, what = isinstance(value, int) and not isinstance(value, bool), "an integer"
+            elif kind is float:
+                ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+                what = "a number"
+            else:
+                ok, what = isinstance(value, str), "text"
+            if not ok:
+                got = {list: "a list", dict: "a mapping", type(None): "nothing (null)"}.get(
+                    type(value), f"{type(value).__name__} {value!r}")
+                raise ConfigError(f"train.{f.name} = {value!r}: must be {what}, got {got}")
+
     def validate(self) -> TrainConfig:
         """Raise :class:`ConfigError` naming the first bad parameter; return self."""
+        self.check_types()
+
         def need(cond, name, what):
             if not cond:
                 raise ConfigError(f"train.{name} = {getattr(self, name)!r}: {what}")

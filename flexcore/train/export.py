@@ -27,17 +27,19 @@ def latent_fields(z: np.ndarray) -> dict[str, np.ndarray]:
     return out
 
 
-def export_latents(z: np.ndarray, source_particles, source_rows: np.ndarray, out_dir) -> dict:
+def export_latents(z: np.ndarray, source_particles, source_rows: np.ndarray, out_dir,
+                   project_dir=None) -> dict:
     """Write ``latents.npy``, ``latents.star`` and ``latents.cs`` under ``out_dir``.
 
     ``source_rows`` maps each prepared particle to its row in ``source_particles`` (the
     file given to ``prep``), so the STAR/.cs copies keep every input column and can be
-    used to select particles by latent in RELION or cryoSPARC.
+    used to select particles by latent in RELION or cryoSPARC. ``project_dir`` is the
+    project folder the source's image paths are relative to (prep's ``project_dir``).
     """
     out = Path(out_dir)
     with atomic_path(out / "latents.npy") as tmp:
         np.save(tmp, z.astype(np.float32))
-    table = read_particles(source_particles).subset(np.asarray(source_rows))
+    table = read_particles(source_particles, project_dir=project_dir).subset(np.asarray(source_rows))
     write_star(table, out / "latents.star", extra_columns=latent_columns(z))
     write_cs(table, out / "latents.cs", extra_fields=latent_fields(z))
     log.info("wrote latents for %d particles: latents.npy, latents.star, latents.cs", len(z))

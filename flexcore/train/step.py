@@ -9,17 +9,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import ConfigError, InputFileError
+from ..errors import InputFileError
 from ..io import read_init_latents, read_map
 from ..prep_info import PrepInfo
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
+from ..utils.outputs import prepare_outputs
 from ..utils.provenance import write_provenance
-from .checkpoint import latest_checkpoint, load_checkpoint
+from .checkpoint import save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
 from .export import export_latents
 from .plots import plot_examples, plot_latents, plot_losses
+from .resume import PREP_FILES, TRAIN_OUTPUTS, checkpoint_to_resume, run_fingerprint
 from .trainer import Trainer
 
 log = get_logger("flexcore.train")
@@ -40,40 +42,44 @@ def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
 
 
 def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
-              resume: bool = False, init_latents=None) -> dict:
+              on_existing: str = "refuse", init_latents=None, resume: bool = False) -> dict:
     """Train latents, flow and canonical map; write checkpoints, latents and plots.
 
-    Outputs in ``out_dir``: ``checkpoints/checkpoint_epochNNN.pt`` and
-    ``checkpoint_last.pt``, ``latents.npy/.star/.cs``, ``history.json``, ``loss.png``,
-    ``latents_epochNNN.png``, ``latents.png``, ``examples.png``, ``train.json``.
+    Outputs in ``out_dir``: ``model.pt`` (the trained model, written last),
+    ``checkpoints/checkpoint_epochNNN.pt`` and ``checkpoint_last.pt`` (after every epoch),
+    ``latents.npy/.star/.cs``, ``history.json``, ``loss.png``, ``latents_epochNNN.png``,
+    ``latents.png``, ``examples.png``, ``train.json``.
+
+    ``on_existing`` says what to do when ``out_dir`` holds an earlier run: ``"refuse"``
+    (default), ``"resume"`` (continue a compatible checkpoint), ``"restart"`` (remove it)
+    or ``"auto"`` (resume when compatible, else restart); see :mod:`flexcore.train.resume`.
+    ``resume=True`` is ``on_existing="resume"``.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
     cfg.validate()
+    on_existing = "resume" if resume else on_existing
     t0 = time.time()
-    out = Path(out_dir)
     prep_dir = Path(prep_dir)
     info = PrepInfo.read(prep_dir)
     mesh = load_mesh_for_training(mesh_path, info.train_box, info.train_pixel_size_A)
-    out.mkdir(parents=True, exist_ok=True)
+    inputs = {f"prepared {name}": prep_dir / name for name in (*PREP_FILES, "prep.json")}
+    inputs.update({"mesh": mesh_path, "starting-latents file": init_latents,
+                   "source particle file": info.source_particles})
+    out = prepare_outputs("train", out_dir, TRAIN_OUTPUTS, inputs)
+    fingerprint = run_fingerprint(cfg, mesh_path, prep_dir, init_latents)
+    state, ck = checkpoint_to_resume(out, fingerprint, on_existing)
     data = TrainingData.load(prep_dir, float16=cfg.images_float16)
     if len(data) < 2 * cfg.batch_size and cfg.batch_size > 8:
         log.warning("only %d particles for batch size %d", len(data), cfg.batch_size)
     consensus, _ = read_map(prep_dir / "consensus.mrc")
     init_volume = consensus * info.image_scale
     z0 = read_init_latents(init_latents, len(data), cfg.latent_dim) if init_latents else None
-    ck = latest_checkpoint(out / "checkpoints") if resume else None
-    if resume and ck is None:
-        log.info("--resume: no checkpoint in %s, starting from scratch", out / "checkpoints")
     trainer = Trainer(data, mesh, cfg, out, mesh_path=mesh_path, init_volume=init_volume,
-                      init_latents=z0, resuming=ck is not None)
-    if ck is not None:
-        state = load_checkpoint(ck)
-        for key in ("latent_dim", "n_layers", "hidden_units"):
-            if state["config"][key] != getattr(cfg, key):
-                raise ConfigError(f"cannot resume {ck}: it has train.{key} = "
-                                  f"{state['config'][key]}, this run asks for {getattr(cfg, key)}")
+                      init_latents=z0, resuming=state is not None)
+    trainer.fingerprint = {k: v for k, v in fingerprint.items() if k != "config"}
+    if state is not None:
         trainer.load_state_dict(state)
-        log.info("resumed from %s (epoch %d done)", ck, trainer.epoch)
+        log.info("resumed from %s (epoch %d of %d done)", ck, trainer.epoch, cfg.total_epochs)
     log.info("training %d particles (%d held out), K=%d, mesh %d vertices / %d cells, device %s",
              len(trainer.train_idx), len(trainer.val_idx), cfg.latent_dim, mesh.n_vertices,
              mesh.n_cells, trainer.device)
@@ -89,13 +95,19 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
                  rec["particles_per_s"])
     z = trainer.latents.numpy()
     plot_latents(z, out / "latents.png", "final latents", cfg.latent_limit, color=truth)
+    if trainer.history:
+        plot_losses(trainer.history, out / "loss.png")
+        write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
     _plot_examples(trainer, out / "examples.png")
     source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
-    export_latents(z, info.source_particles, source_rows, out)
+    export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
+    save_checkpoint(out / "model.pt", trainer.state_dict())
     summary = {
         "n_particles": len(data), "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
         "final": trainer.history[-1] if trainer.history else {},
+        "model": str(out / "model.pt"),
         "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"),
+        "resumed_from_epoch": int(state["epoch"]) if state is not None else None,
     }
     write_provenance(out / "train.json", "train", cfg.to_dict(), extra={
         "prep_dir": str(prep_dir.resolve()), "mesh": str(Path(mesh_path).resolve()), **summary})

@@ -34,6 +34,7 @@ class TrainedModel:
     pixel_size_A: float
     prep: PrepInfo | None  # the prep the model was trained on (None: not recorded)
     checkpoint: Path
+    mesh_path: Path | None = None  # the mesh file loaded (given, or the one recorded)
 
     @property
     def box(self) -> int:
@@ -81,4 +82,4 @@ def load_trained_model(checkpoint, mesh_path=None, device="cpu") -> TrainedModel
     return TrainedModel(flow=flow, volume=state["volume"].to(device), mesh=mesh,
                         latents=state["latents"].numpy(), config=cfg, epoch=int(state["epoch"]),
                         pixel_size_A=float(state["pixel_size_A"]), prep=prep,
-                        checkpoint=Path(checkpoint))
+                        checkpoint=Path(checkpoint), mesh_path=path)

@@ -88,6 +88,7 @@ class Trainer:
         self._renderers: dict[int, Renderer] = {}
         self.epoch = 0
         self.history: list[dict] = []
+        self.fingerprint: dict = {}  # hashes of the inputs, recorded in every checkpoint
         # Latents that carry information (given, or from the data) are held fixed for the
         # first epoch, while the flow learns to produce their motions; inferring them
         # against the still-rigid initial model would only pull them to the origin.
@@ -254,6 +255,7 @@ class Trainer:
             "mesh_path": self.mesh_path, "mesh_sha256": self.mesh_sha,
             "box": self.data.box, "pixel_size_A": self.data.pixel_size_A,
             "prep": self.data.info.to_dict(),
+            **self.fingerprint,
         }
 
     def load_state_dict(self, state: dict) -> None:

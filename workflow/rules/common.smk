@@ -27,16 +27,40 @@ def fail_config(key, problem):
     raise WorkflowError(f"config key {key}: {problem} (see config/README.md)")
 
 
+def folder_written_by_the_workflow(cfg, section):
+    """The folder the workflow writes whose files a user file of section must not be:
+    everything under results/<dataset>/ for the inputs; generate's own folder for
+    generate's files (which may well be results of this run, e.g. the latents)."""
+    dataset = Path("results", cfg["dataset"])
+    return dataset / "generate" if section == "generate" else dataset
+
+
+def is_inside(path, folder):
+    """True when path (resolved) lies in folder (resolved)."""
+    return Path(path).resolve().is_relative_to(Path(folder).resolve())
+
+
 def check_user_files(cfg):
-    """Every user file named in the config exists (else fail naming its key)."""
+    """Every user file named in the config exists and is not a file the workflow writes
+    (else fail naming its key)."""
     if cfg["input"]["source"] == "files":
         for key in ("particles", "consensus_map"):
             if not cfg["input"][key]:
                 fail_config(f"input.{key}", "required when input.source is 'files'")
     for section, key in USER_FILE_KEYS:
         path = cfg[section][key]
+        owned = folder_written_by_the_workflow(cfg, section)
+        if path and is_inside(path, owned):
+            fail_config(
+                f"{section}.{key}",
+                f"'{path}' lies in {owned}/, which this workflow writes (a rerun would "
+                "replace or delete it); copy the file elsewhere or use another dataset name",
+            )
         if path and not Path(path).is_file():
             fail_config(f"{section}.{key}", f"file '{path}' does not exist")
+    project = cfg["input"]["project_dir"]
+    if project and not Path(project).is_dir():
+        fail_config("input.project_dir", f"folder '{project}' does not exist")
 
 
 def check_config_consistency(cfg):

@@ -1,7 +1,7 @@
 rule generate:
     input:
         unpack(generate_user_files),
-        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        checkpoint="results/{dataset}/train/model.pt",
         mesh="results/{dataset}/mesh/mesh.npz",
     output:
         frames=directory(series_files("results/{dataset}/generate", "")),

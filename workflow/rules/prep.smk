@@ -19,6 +19,7 @@ rule prep:
         runtime=60,
     params:
         pixel_size_A=config["input"]["pixel_size_A"],
+        project_dir=config["input"]["project_dir"] or None,
         prep=config["prep"],
     script:
         "../scripts/prep.py"

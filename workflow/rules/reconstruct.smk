@@ -1,6 +1,6 @@
 rule reconstruct:
     input:
-        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        checkpoint="results/{dataset}/train/model.pt",
         mesh="results/{dataset}/mesh/mesh.npz",
         prep_info="results/{dataset}/prep/prep.json",
         particles="results/{dataset}/prep/particles.star",

@@ -7,7 +7,7 @@ rule evaluate:
         unpack(ground_truth_files),
         prep_info="results/{dataset}/prep/prep.json",
         particles="results/{dataset}/prep/particles.star",
-        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        checkpoint="results/{dataset}/train/model.pt",
         mesh="results/{dataset}/mesh/mesh.npz",
     output:
         summary="results/{dataset}/evaluation/evaluation.json",

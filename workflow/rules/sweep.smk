@@ -39,7 +39,7 @@ if SWEEP is not None:
 
     use rule reconstruct as sweep_reconstruct with:
         input:
-            checkpoint=f"{SWEEP_POINT}/train/checkpoints/checkpoint_last.pt",
+            checkpoint=f"{SWEEP_POINT}/train/model.pt",
             mesh=sweep_mesh,
             prep_info="results/{dataset}/prep/prep.json",
             particles="results/{dataset}/prep/particles.star",
@@ -58,7 +58,7 @@ if SWEEP is not None:
             unpack(ground_truth_files),
             prep_info="results/{dataset}/prep/prep.json",
             particles="results/{dataset}/prep/particles.star",
-            checkpoint=f"{SWEEP_POINT}/train/checkpoints/checkpoint_last.pt",
+            checkpoint=f"{SWEEP_POINT}/train/model.pt",
             mesh=sweep_mesh,
         output:
             **outputs_moved_to(

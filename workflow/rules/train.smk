@@ -8,7 +8,7 @@ rule train:
         source_particles=source_particles,
         mesh="results/{dataset}/mesh/mesh.npz",
     output:
-        checkpoint="results/{dataset}/train/checkpoints/checkpoint_last.pt",
+        model="results/{dataset}/train/model.pt",
         latents="results/{dataset}/train/latents.npy",
         latents_star="results/{dataset}/train/latents.star",
         latents_cs="results/{dataset}/train/latents.cs",

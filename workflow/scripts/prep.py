@@ -17,5 +17,6 @@ run_prep(
     snakemake.input.consensus_map,
     Path(snakemake.output.info).parent,
     pixel_size_A=snakemake.params.pixel_size_A,
+    project_dir=snakemake.params.project_dir,
     **snakemake.params.prep,
 )
