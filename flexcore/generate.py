@@ -12,7 +12,8 @@ reconstruction), the deformation is upscaled to its box and applied to it instea
 Outputs per series: ``series_zK/frame_NNN.mrc`` (voxel size set, origin 0 like the input
 maps), ``series_zK.cxc`` (ChimeraX: opens the frames as a volume series and plays it),
 ``series_zK.gif`` (projections, to see the motion without ChimeraX) and ``series_zK.png``
-(a strip of central slices); and ``generate.json``.
+(a strip of central slices); ``strain.mrc`` / ``strain.png`` (how much each mesh cell is
+stretched over the particles' latents, :mod:`flexcore.strain`); and ``generate.json``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from .fourier import band_limit_resample_3d  # noqa: E402
 from .io import read_map, write_map  # noqa: E402
 from .model.trained import TrainedModel, load_trained_model  # noqa: E402
 from .ops import splat_volume  # noqa: E402
+from .strain import log_strain, measure_strain, write_strain_outputs  # noqa: E402
 from .utils.atomic import atomic_path, write_text_atomic  # noqa: E402
 from .utils.logging import get_logger  # noqa: E402
 from .utils.provenance import write_provenance  # noqa: E402
@@ -84,14 +86,19 @@ class VolumeDeformer:
     """Convects a map on some box under the model's flow (mesh upscaled to that box).
 
     The map times the (upscaled) soft mask moves; ``keep_outside`` keeps the rest in place.
+    ``mesh`` is the model's mesh already upscaled to the map's box (to share one upscaling
+    between several maps); by default it is upscaled here.
     """
 
     def __init__(self, model: TrainedModel, volume: torch.Tensor, pixel_size_A: float,
-                 supersample: int, device, keep_outside: bool = True):
+                 supersample: int, device, keep_outside: bool = True, mesh=None):
         self.model = model
         self.box = int(volume.shape[-1])
         self.scale = self.box / model.box
-        mesh = model.mesh if self.box == model.box else model.mesh.upscale(self.box)
+        if mesh is None:
+            mesh = model.mesh if self.box == model.box else model.mesh.upscale(self.box)
+        elif mesh.box != self.box:
+            raise ValueError(f"mesh is for box {mesh.box}, the map is {self.box}")
         vd = mesh.voxel_data()
         self.voxel_index = torch.as_tensor(vd["voxel_index"], device=device)
         self.coords = torch.as_tensor(vd["coords"], device=device)
@@ -171,8 +178,15 @@ def write_slice_strip(frames: list[np.ndarray], path: Path, labels: list[str]) -
 
 def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: float | None = None,
                  percentile: float | None = None, latents_file=None, highres_map=None,
-                 supersample: int = 2, device: str = "auto") -> dict:
-    """Generate volume series (see the module docstring). Returns a summary dict."""
+                 supersample: int = 2, strain_threshold: float | None = None,
+                 device: str = "auto") -> dict:
+    """Generate volume series (see the module docstring). Returns a summary dict.
+
+    Also measures the flow's strain over the particles' latents (:mod:`flexcore.strain`):
+    ``strain.mrc`` and ``strain.png`` at the training box, cells stretched beyond
+    ``strain_threshold`` (None = the training's ``strain_threshold``) flagged in
+    ``generate.json`` and the log.
+    """
     if n_frames < 1:
         raise ConfigError(f"generate.n_frames must be ≥ 1, got {n_frames}")
     if n_frames % 2 == 0:
@@ -184,6 +198,10 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
     model = load_trained_model(checkpoint, mesh, device=dev)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    strain = measure_strain(lambda z: model.displacements(z, dev), model.mesh, model.latents,
+                            threshold=strain_threshold or model.config.strain_threshold)
+    write_strain_outputs(model.mesh, strain, out)
+    log_strain(strain["summary"], "generate")
     if highres_map is not None:
         vol_np, psize = read_map(highres_map)
         if psize <= 0:
@@ -223,11 +241,13 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
         log.info("series %s: %d frames at box %d (%.3g Å/px) in %s", name, len(frames),
                  deformer.box, psize, folder)
     summary = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": model.epoch,
-               "box": deformer.box, "pixel_size_A": psize, "series": written}
+               "box": deformer.box, "pixel_size_A": psize, "series": written,
+               "strain": strain["summary"]}
     write_provenance(out / "generate.json", "generate",
                      dict(n_frames=n_frames, radius=radius, percentile=percentile,
                           latents_file=str(latents_file) if latents_file else None,
                           highres_map=str(highres_map) if highres_map else None,
-                          supersample=supersample), extra=summary)
+                          supersample=supersample, strain_threshold=strain_threshold),
+                     extra=summary)
     json.dumps(summary)
     return summary

@@ -11,6 +11,7 @@ import torch
 
 from ..errors import ConfigError, InputFileError
 from ..io import read_map
+from ..strain import log_strain, measure_strain
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
 from ..utils.provenance import write_provenance
@@ -114,10 +115,13 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     _plot_examples(trainer, out / "examples.png")
     source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
     export_latents(z, info["source_particles"], source_rows, out)
+    strain = measure_strain(lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)),
+                            mesh, z, threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]
+    log_strain(strain, "train")
     summary = {
         "n_particles": len(data), "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
         "final": trainer.history[-1] if trainer.history else {},
-        "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"),
+        "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"), "strain": strain,
     }
     write_provenance(out / "train.json", "train", cfg.to_dict(), extra={
         "prep_dir": str(prep_dir.resolve()), "mesh": str(Path(mesh_path).resolve()), **summary})
