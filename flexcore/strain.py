@@ -157,14 +157,14 @@ def write_strain_outputs(mesh, result: dict, out_dir) -> dict:
     fig = Figure(figsize=(13, 3.4), dpi=100)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 4, 1)
-    ax.hist(result["stretch"], bins=50, color="C0", log=True)
+    top = max(float(s["max_stretch"]), s["threshold"])
+    ax.hist(result["stretch"], bins=50, range=(1.0, 1.0 + 1.05 * (top - 1.0)), color="C0", log=True)
     ax.axvline(s["threshold"], color="tab:red", ls="--", label=f"threshold {s['threshold']:.3g}")
     ax.set_xlabel("largest stretch max(σ1, 1/σ3) over the latents")
     ax.set_ylabel("cells")
     ax.set_title(f"{s['n_flagged']} of {s['n_cells']} cells flagged", fontsize=9)
     ax.legend(fontsize=8)
     flagged = stretch_map(mesh, result["flagged"].astype(np.float64))
-    top = max(float(s["max_stretch"]), s["threshold"])
     n = mesh.box
     extent = (-0.5 - n // 2, n - 0.5 - n // 2) * 2
     for i, (name, img, outline) in enumerate(zip(("z", "y", "x"), central_slices(vol),
