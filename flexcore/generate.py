@@ -193,6 +193,8 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
         log.warning("n_frames = %d is even, so z = 0 is not a frame (use an odd number)", n_frames)
     if percentile is not None and not 0 < percentile <= 100:
         raise ConfigError(f"generate.percentile must be in (0, 100], got {percentile}")
+    if strain_threshold is not None and not strain_threshold > 1:
+        raise ConfigError(f"generate.strain_threshold must be > 1 (1 = rigid), got {strain_threshold}")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model = load_trained_model(checkpoint, mesh, device=dev)

@@ -215,7 +215,7 @@ def test_state_maps_deform_each_half_and_have_their_own_fsc(data, streamed, tmp_
     assert "nope.json" in capsys.readouterr().err
 
 
-def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path):
+def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path, capsys):
     """localres on a reconstruction without noflex maps: flexible columns only."""
     from flexcore.localres import run_local_resolution
 
@@ -226,3 +226,9 @@ def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path):
     assert not (tmp_path / "localres_noflex.mrc").exists()
     cxc = (tmp_path / "localres.cxc").read_text()
     assert "color sample #1 map #2 palette" in cxc and "flex_map.mrc" in cxc
+    args = ["localres", str(data["checkpoint"]), str(streamed["out"])]
+    assert cli_main(args + [str(tmp_path / "cli"), "--window-px", "8", "--stride", "4"]) == 0
+    assert (tmp_path / "cli" / "regions.tsv").is_file()
+    assert cli_main(args + [str(tmp_path / "bad"), "--window-px", "7"]) == 1
+    assert "localres.window_px" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before any work

@@ -74,6 +74,19 @@ def test_shear_stretch_matches_the_analytic_value_and_grows(mesh):
     assert np.all(np.diff(expected) > 0)
 
 
+def test_compression_counts_like_extension(mesh):
+    """Squeezing z by 2 stretches as much as pulling it to twice its length."""
+    def scale_z(factor):
+        d = np.zeros((1,) + mesh.points.shape)
+        d[0, :, 2] = (factor - 1.0) * mesh.points[:, 2]
+        return torch.as_tensor(d)
+    einv = mesh.rest_edges_inverse()
+    squeezed, _ = cell_stretch(mesh.points, mesh.cells, einv, scale_z(0.5))
+    pulled, _ = cell_stretch(mesh.points, mesh.cells, einv, scale_z(2.0))
+    np.testing.assert_allclose(squeezed.numpy(), 2.0, rtol=1e-9)
+    np.testing.assert_allclose(pulled.numpy(), 2.0, rtol=1e-9)
+
+
 def test_shear_beyond_the_threshold_is_flagged_and_mapped(mesh, tmp_path):
     z = np.linspace(0.0, 1.0, 11)[:, None]  # shear up to γ = 1 → stretch 1.618
     res = measure_strain(shear_flow(mesh.points), mesh, z, threshold=1.5)

@@ -39,7 +39,7 @@ from .regions import (
     segment_labels,
     soft_region_mask,
 )
-from .windowed import local_resolution
+from .windowed import check_parameters, local_resolution
 
 log = get_logger("flexcore.localres")
 KINDS = ("flex", "noflex")
@@ -80,6 +80,9 @@ def run_local_resolution(checkpoint, recon_dir, out_dir, *, mesh=None, region_qu
     """
     if not 0.0 < region_quantile < 0.5:
         raise ConfigError(f"localres.region_quantile = {region_quantile!r}: must be in (0, 0.5)")
+    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
+        raise ConfigError(f"localres.n_samples = {n_samples!r}: must be an integer ≥ 1")
+    check_parameters(window_px, stride, threshold)
     recon_dir, out = Path(recon_dir), Path(out_dir)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))

@@ -67,6 +67,17 @@ def crossing_resolution(fsc: torch.Tensor, threshold: float, window_px: int,
     return res.clamp(2.0 * pixel_size_A, window_px * pixel_size_A)
 
 
+def check_parameters(window_px, stride, threshold) -> None:
+    """Raise :class:`ConfigError` naming the first bad ``localres.*`` parameter
+    (``stride`` may be None: chosen from the box later)."""
+    if not (isinstance(window_px, (int, np.integer)) and window_px >= 8 and window_px % 2 == 0):
+        raise ConfigError(f"localres.window_px = {window_px!r}: must be an even integer ≥ 8")
+    if stride is not None and not (isinstance(stride, (int, np.integer)) and stride >= 1):
+        raise ConfigError(f"localres.stride = {stride!r}: must be an integer ≥ 1")
+    if not 0.0 < threshold < 1.0:
+        raise ConfigError(f"localres.threshold = {threshold!r}: must be in (0, 1)")
+
+
 @torch.no_grad()
 def local_resolution(half_a, half_b, mask, pixel_size_A: float, window_px: int = 16,
                      stride: int = 2, threshold: float = 0.5, chunk: int = 1024,
@@ -85,12 +96,7 @@ def local_resolution(half_a, half_b, mask, pixel_size_A: float, window_px: int =
 
     Returns ``(N, N, N)`` float32, Å inside the mask, 0 outside.
     """
-    if not (isinstance(window_px, (int, np.integer)) and window_px >= 8 and window_px % 2 == 0):
-        raise ConfigError(f"localres.window_px = {window_px!r}: must be an even integer ≥ 8")
-    if not (isinstance(stride, (int, np.integer)) and stride >= 1):
-        raise ConfigError(f"localres.stride = {stride!r}: must be an integer ≥ 1")
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"localres.threshold = {threshold!r}: must be in (0, 1)")
+    check_parameters(window_px, stride, threshold)
     dev = torch.device(device)
     a = torch.as_tensor(np.asarray(half_a), dtype=torch.float32, device=dev)
     b = torch.as_tensor(np.asarray(half_b), dtype=torch.float32, device=dev)
