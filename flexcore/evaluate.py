@@ -27,6 +27,7 @@ from .io import read_map, read_particles
 from .train.trained import load_trained_model
 from .utils.atomic import atomic_path, write_text_atomic
 from .utils.logging import get_logger
+from .utils.outputs import prepare_outputs
 
 log = get_logger("flexcore.evaluate")
 
@@ -113,8 +114,8 @@ def evaluation_table(record: dict):
 def run_evaluate(sim_dir, prep_dir, checkpoint, out_dir, *, mesh=None) -> dict:
     """The ``evaluate`` step: :func:`evaluate_training`, written (atomically) as
     ``out_dir/evaluation.json`` and ``out_dir/evaluation.tsv``. Returns the record."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    out = prepare_outputs("evaluate", out_dir, ["evaluation.json", "evaluation.tsv"],
+                          {"checkpoint": checkpoint, "mesh": mesh})
     record = evaluate_training(sim_dir, prep_dir, checkpoint, mesh=mesh)
     write_text_atomic(out / "evaluation.json", json.dumps(record, indent=2) + "\n")
     with atomic_path(out / "evaluation.tsv") as tmp:

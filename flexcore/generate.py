@@ -12,7 +12,8 @@ reconstruction), the deformation is upscaled to its box and applied to it instea
 Outputs per series: ``series_zK/frame_NNN.mrc`` (voxel size set, origin 0 like the input
 maps), ``series_zK.cxc`` (ChimeraX: opens the frames as a volume series and plays it),
 ``series_zK.gif`` (projections, to see the motion without ChimeraX) and ``series_zK.png``
-(a strip of central slices); and ``generate.json``.
+(a strip of central slices); ``strain.mrc`` / ``strain.png`` (how much each mesh cell is
+stretched over the particles' latents, :mod:`flexcore.strain`); and ``generate.json``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from .fourier import band_limit_resample_3d
 from .io import read_latent_points, read_map, write_map
 from .ops import splat_volume
 from .series_export import write_chimerax_series, write_motion_gif, write_slice_strip
+from .strain import log_strain, measure_strain, write_strain_outputs
 from .train.trained import TrainedModel, load_trained_model
 from .utils.logging import get_logger
 from .utils.outputs import prepare_outputs
@@ -51,14 +53,19 @@ class VolumeDeformer:
     """Convects a map on some box under the model's flow (mesh upscaled to that box).
 
     The map times the (upscaled) soft mask moves; ``keep_outside`` keeps the rest in place.
+    ``mesh`` is the model's mesh already upscaled to the map's box (to share one upscaling
+    between several maps); by default it is upscaled here.
     """
 
     def __init__(self, model: TrainedModel, volume: torch.Tensor, pixel_size_A: float,
-                 supersample: int, device, keep_outside: bool = True):
+                 supersample: int, device, keep_outside: bool = True, mesh=None):
         self.model = model
         self.box = int(volume.shape[-1])
         self.scale = self.box / model.box
-        mesh = model.mesh if self.box == model.box else model.mesh.upscale(self.box)
+        if mesh is None:
+            mesh = model.mesh if self.box == model.box else model.mesh.upscale(self.box)
+        elif mesh.box != self.box:
+            raise ValueError(f"mesh is for box {mesh.box}, the map is {self.box}")
         self.geometry = geo = mesh.voxel_tensors(device)
         soft = geo.gather(torch.as_tensor(mesh.mask_soft, device=device, dtype=torch.float32))
         flat = volume.to(device).flatten()
@@ -85,24 +92,37 @@ class VolumeDeformer:
 
 def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: float | None = None,
                  percentile: float | None = None, latents_file=None, highres_map=None,
-                 supersample: int = 2, device: str = "auto") -> dict:
-    """Generate volume series (see the module docstring). Returns a summary dict."""
+                 supersample: int = 2, strain_threshold: float | None = None,
+                 device: str = "auto") -> dict:
+    """Generate volume series (see the module docstring). Returns a summary dict.
+
+    Also measures the flow's strain over the particles' latents (:mod:`flexcore.strain`):
+    ``strain.mrc`` and ``strain.png`` at the training box, cells stretched beyond
+    ``strain_threshold`` (None = the training's ``strain_threshold``) flagged in
+    ``generate.json`` and the log.
+    """
     if n_frames < 1:
         raise ConfigError(f"generate.n_frames must be ≥ 1, got {n_frames}")
     if n_frames % 2 == 0:
         log.warning("n_frames = %d is even, so z = 0 is not a frame (use an odd number)", n_frames)
     if percentile is not None and not 0 < percentile <= 100:
         raise ConfigError(f"generate.percentile must be in (0, 100], got {percentile}")
+    if strain_threshold is not None and not strain_threshold > 1:
+        raise ConfigError(f"generate.strain_threshold must be > 1 (1 = rigid), got {strain_threshold}")
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
     model = load_trained_model(checkpoint, mesh, device=dev)
     names = ["custom"] if latents_file is not None else [f"z{k + 1}" for k in range(model.latent_dim)]
-    outputs = ["generate.json"] + [f"series_{n}{ext}" for n in names
-                                   for ext in (".cxc", ".gif", ".png", "_latents.txt",
-                                               "/frame_*.mrc")]
+    outputs = ["generate.json", "strain.mrc", "strain.png"] + [
+        f"series_{n}{ext}" for n in names
+        for ext in (".cxc", ".gif", ".png", "_latents.txt", "/frame_*.mrc")]
     out = prepare_outputs("generate", out_dir, outputs, {
         "checkpoint": checkpoint, "mesh": model.mesh_path, "latent point file": latents_file,
         "map to deform": highres_map})
+    strain = measure_strain(lambda z: model.displacements(z, dev), model.mesh, model.latents,
+                            threshold=strain_threshold or model.config.strain_threshold)
+    write_strain_outputs(model.mesh, strain, out)
+    log_strain(strain["summary"], "generate")
     if highres_map is not None:
         vol_np, psize = read_map(highres_map)
         if psize <= 0:
@@ -142,11 +162,13 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
         log.info("series %s: %d frames at box %d (%.3g Å/px) in %s", name, len(frames),
                  deformer.box, psize, folder)
     summary = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": model.epoch,
-               "box": deformer.box, "pixel_size_A": psize, "series": written}
+               "box": deformer.box, "pixel_size_A": psize, "series": written,
+               "strain": strain["summary"]}
     write_provenance(out / "generate.json", "generate",
                      dict(n_frames=n_frames, radius=radius, percentile=percentile,
                           latents_file=str(latents_file) if latents_file else None,
                           highres_map=str(highres_map) if highres_map else None,
-                          supersample=supersample), extra=summary)
+                          supersample=supersample, strain_threshold=strain_threshold),
+                     extra=summary)
     json.dumps(summary)
     return summary

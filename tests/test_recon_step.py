@@ -166,3 +166,69 @@ def test_generator_runs_on_the_high_resolution_map(data, tmp_path):
     for f in frames:
         vol, voxel = read_map(f)
         assert vol.shape == (32, 32, 32) and voxel == pytest.approx(3.5, rel=1e-5)
+
+
+def test_state_maps_deform_each_half_and_have_their_own_fsc(data, streamed, tmp_path, capsys):
+    """Per-state maps from select.json: each state map is the reconstruction deformed to the
+    state (deforming is linear, so the average of the deformed halves equals the deformed
+    average), with its half maps, FSC and ChimeraX script."""
+    from flexcore.generate import VolumeDeformer
+    from flexcore.selection import run_select
+    from flexcore.states import run_state_maps
+    from flexcore.train.trained import load_trained_model
+
+    root = data["root"]
+    sel = run_select(root / "train/latents.npy", root / "prep", tmp_path / "select",
+                     method="points", points=[[-0.6], [0.6]], radius=0.2)
+    s = run_state_maps(data["checkpoint"], streamed["out"], tmp_path / "states",
+                       states=tmp_path / "select/select.json")
+    assert [r["state"] for r in s["states"]] == ["point1", "point2"]
+    assert [r["n_particles"] for r in s["states"]] == [x["n_particles"] for x in sel["subsets"]]
+    model = load_trained_model(data["checkpoint"])
+    full, psize = read_map(streamed["out"] / "flex_map.mrc")
+    deformer = VolumeDeformer(model, torch.from_numpy(full), psize, supersample=2, device="cpu")
+    maps = []
+    for name, z in (("point1", -0.6), ("point2", 0.6)):
+        state, voxel = read_map(tmp_path / f"states/maps/state_{name}.mrc")
+        assert voxel == pytest.approx(3.5, rel=1e-5) and state.shape == (32, 32, 32)
+        np.testing.assert_allclose(state, deformer.frame(np.array([z], np.float32)), atol=1e-4)
+        for suffix in ("_half_A", "_half_B", "_sharp"):
+            assert (tmp_path / f"states/maps/state_{name}{suffix}.mrc").is_file()
+        maps.append(state)
+    assert np.abs(maps[0] - maps[1]).max() > 0.05 * np.abs(maps[0]).max()  # states differ
+    for r in s["states"]:
+        assert 7.0 <= r["fsc0143_A"] < 40.0 and r["fsc05_A"] >= r["fsc0143_A"]
+    cxc = (tmp_path / "states/states.cxc").read_text()
+    assert "open maps/state_point1_sharp.mrc" in cxc and "tile" in cxc
+    assert (tmp_path / "states/states_fsc.png").read_bytes()[:4] == b"\x89PNG"
+    # generate.json (every frame of a series) works as a source of states too
+    gen = run_generate(data["checkpoint"], tmp_path / "gen", n_frames=3, supersample=1)
+    assert gen["strain"]["n_cells"] == model.mesh.n_cells
+    s2 = run_state_maps(data["checkpoint"], streamed["out"], tmp_path / "series",
+                        states=tmp_path / "gen/generate.json", supersample=1)
+    assert [r["state"] for r in s2["states"]] == ["z1_000", "z1_001", "z1_002"]
+    with pytest.raises(InputFileError, match="half map not found"):
+        run_state_maps(data["checkpoint"], tmp_path, tmp_path / "bad",
+                       states=tmp_path / "select/select.json")
+    assert cli_main(["state-maps", str(data["checkpoint"]), str(streamed["out"]),
+                     str(tmp_path / "cli"), "--states", str(tmp_path / "nope.json")]) == 1
+    assert "nope.json" in capsys.readouterr().err
+
+
+def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path, capsys):
+    """localres on a reconstruction without noflex maps: flexible columns only."""
+    from flexcore.localres import run_local_resolution
+
+    s = run_local_resolution(data["checkpoint"], streamed["out"], tmp_path, window_px=8)
+    assert [r["region"] for r in s["regions"]] == ["whole", "core", "middle", "moving"]
+    assert "fsc0143_noflex_A" not in s["regions"][0] and "gain_A" not in s["regions"][0]
+    assert (tmp_path / "localres_flex.mrc").is_file()
+    assert not (tmp_path / "localres_noflex.mrc").exists()
+    cxc = (tmp_path / "localres.cxc").read_text()
+    assert "color sample #1 map #2 palette" in cxc and "flex_map.mrc" in cxc
+    args = ["localres", str(data["checkpoint"]), str(streamed["out"])]
+    assert cli_main(args + [str(tmp_path / "cli"), "--window-px", "8", "--stride", "4"]) == 0
+    assert (tmp_path / "cli" / "regions.tsv").is_file()
+    assert cli_main(args + [str(tmp_path / "bad"), "--window-px", "7"]) == 1
+    assert "localres.window_px" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()  # refused before any work

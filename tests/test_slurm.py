@@ -37,8 +37,9 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 DAEMONS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd"}
 CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
-REMOTE_RULES = {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate"}
-GPU_RULES = {"train", "generate", "reconstruct"}
+REMOTE_RULES = {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate",
+                "select", "state_maps", "localres", "evaluate_reconstruction"}
+GPU_RULES = {"train", "generate", "reconstruct", "state_maps", "localres"}
 PARTITION = "flexcore"
 # The node is declared larger than this machine (slurmd accepts it with config_overrides)
 # so the profile's production requests (8 CPUs per GPU, 64 GB) schedule unchanged.

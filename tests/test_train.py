@@ -80,6 +80,42 @@ def test_exports_latents_for_relion_and_cryosparc(hinge):
     assert (cs["components_mode_0/component"] == 0).all()
     for name in ("loss.png", "latents.png", "examples.png", "latents_epoch006.png", "train.json"):
         assert (train / name).stat().st_size > 0
+    history = json.loads((train / "history.json").read_text())
+    coeff = [h["band_coefficients"] for h in history]
+    assert coeff == sorted(coeff) and coeff[-1] > coeff[0]  # the band grows
+    per_coeff = [h["train_nll"] / h["band_coefficients"] for h in history]
+    assert 0.45 < per_coeff[-1] < 0.6  # ≈ ½ per coefficient at the noise level
+    strain = json.loads((train / "train.json").read_text())["strain"]
+    assert strain["n_cells"] > 0 and strain["max_stretch"] >= 1.0 and strain["threshold"] == 1.5
+
+
+def test_selection_by_latent_region_recovers_the_true_motion_range(hinge, tmp_path):
+    """The top quartile of the learned latent (oriented like the motion) selects the particles
+    whose true coordinate is in the top quartile; k-means clusters are ordered along it."""
+    from scipy.stats import spearmanr
+
+    from flexcore.selection import run_select
+
+    sim, prep, _, train = hinge
+    z = np.load(train / "latents.npy")[:, 0]
+    src = np.asarray(read_particles(prep / "particles.star").raw["flexSourceIndex"])
+    truth = np.asarray(read_particles(sim / "particles.star").raw["flexTrueCoord1"])
+    sign = np.sign(spearmanr(z, truth[src]).statistic)
+    low, high = (75.0, 100.0) if sign > 0 else (0.0, 25.0)
+    run_select(train / "latents.npy", prep, tmp_path, method="percentile", axis=1,
+               percentile_low=low, percentile_high=high)
+    chosen = np.asarray(read_particles(tmp_path / "region.star").raw["flexTrueCoord1"])
+    top = truth >= np.percentile(truth, 75)  # the matching range of the true coordinate
+    precision = float(np.mean(chosen >= np.percentile(truth, 75)))
+    recall = float(np.isin(truth[top], chosen).mean())
+    print(f"latent top quartile vs true top quartile: precision {precision:.3f}, "
+          f"recall {recall:.3f} ({len(chosen)} selected, {int(top.sum())} true)")
+    assert precision >= 0.8 and recall >= 0.8
+    summary = run_select(train / "latents.npy", prep, tmp_path / "km", method="kmeans",
+                         n_clusters=3)
+    medians = [np.median(np.asarray(read_particles(tmp_path / "km" / r["file"])
+                                    .raw["flexTrueCoord1"])) for r in summary["subsets"]]
+    assert np.all(np.diff(medians) * sign > 0.3), medians
 
 
 def test_checkpoint_loads_in_a_fresh_process(hinge):

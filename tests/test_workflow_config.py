@@ -83,6 +83,9 @@ def test_train_section_is_trainconfig():
     ("mesh", "flexcore.mesh:run_mesh", set()),
     ("generate", "flexcore.generate:run_generate", {"from_reconstruction"}),
     ("reconstruct", "flexcore.recon.step:run_reconstruct", {"enabled"}),
+    ("select", "flexcore.selection:run_select", {"enabled"}),
+    ("states", "flexcore.states:run_state_maps", {"enabled", "source"}),
+    ("localres", "flexcore.localres:run_local_resolution", {"enabled"}),
 ])
 def test_sections_match_the_step_functions_they_feed(section, function, not_arguments):
     import importlib
@@ -130,11 +133,14 @@ def dry_run(tmp_path, config: dict, *args):
     ({"input": {"source": "files"}}, ["config key input.particles: required"]),
     ({"input": {"mask": "missing_mask.mrc"}},
      ["config key input.mask: file 'missing_mask.mrc' does not exist"]),
-    ({"prep": {"train_box": 32}}, ["config key simulate.use_mask"]),
+    ({"prep": {"crop_box": 40}}, ["config key simulate.use_mask"]),
     ({"sweep": {"name": "s", "parameters": {"learning_rate": [1, 2]}}},
      ["config key sweep.parameters.learning_rate"]),
     ({"generate": {"from_reconstruction": True}, "reconstruct": {"enabled": False}},
      ["config key generate.from_reconstruction"]),
+    ({"select": {"enabled": False}}, ["config key states.source"]),
+    ({"select": {"method": "lasso"}}, ["'lasso' is not one of", "['select']['method']"]),
+    ({"localres": {"window_px": 15}}, ["15 is not a multiple of 2"]),
 ])
 def test_bad_configuration_fails_before_any_job_naming_the_key(tmp_path, config, message):
     result = dry_run(tmp_path, config)

@@ -21,8 +21,9 @@ SWEEP = ROOT / "config" / "sweeps" / "rigidity.yaml"
 PROFILES = {name: ROOT / "profiles" / name for name in ("local", "slurm")}
 RULES = ROOT / "workflow" / "rules"
 SCRIPTS = ROOT / "workflow" / "scripts"
-STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "report"]
-GPU_RULES = {"train", "generate", "reconstruct"}
+STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "select", "states",
+          "localres", "report"]
+GPU_RULES = {"train", "generate", "reconstruct", "state_maps", "localres"}
 
 
 @pytest.mark.parametrize("configfiles", [(CONFIG,), (CONFIG, SWEEP)], ids=["demo", "sweep"])

@@ -33,7 +33,8 @@ pytestmark = pytest.mark.workflow
 TINY = yaml.safe_load(TINY_CONFIG.read_text())
 BOX = TINY["simulate"]["box"]
 N = TINY["simulate"]["n_particles"]
-RULES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate", "provenance"]
+RULES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate", "provenance",
+         "select", "state_maps", "localres", "evaluate_reconstruction"]
 FINAL = {
     "simulate": ["particles.star", "particles.mrcs", "consensus.mrc", "mask.mrc",
                  "moving_mask.mrc", "ground_truth.json", "ground_truth.csv", "gt/map_00.mrc"],
@@ -43,11 +44,20 @@ FINAL = {
     "train": ["model.pt", "checkpoints/checkpoint_last.pt", "latents.npy", "latents.star",
               "latents.cs", "history.json", "loss.png", "latents.png", "examples.png",
               "train.json"],
-    "generate": ["series_z1.gif", "series_z1.png", "series_z1.cxc", "generate.json"],
+    "generate": ["series_z1.gif", "series_z1.png", "series_z1.cxc", "strain.mrc", "strain.png",
+                 "generate.json"],
     "reconstruct": ["flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc",
                     "flex_map_sharp.mrc", "noflex_map.mrc", "noflex_map_half_A.mrc",
                     "noflex_map_half_B.mrc", "fsc.tsv", "fsc.png", "lbfgs.tsv", "recon.json"],
-    "evaluation": ["evaluation.json", "evaluation.tsv"],
+    "evaluation": ["evaluation.json", "evaluation.tsv", "reconstruction.json",
+                   "reconstruction.tsv", "moving_fsc.png"],
+    "select": ["cluster1.star", "cluster2.star", "cluster3.star", "selection.png", "select.json"],
+    "states": ["states.tsv", "states_fsc.tsv", "states_fsc.png", "states.cxc", "states.json"]
+    + [f"maps/state_cluster{i}{s}.mrc" for i in (1, 2, 3) for s in ("", "_half_A", "_half_B",
+                                                                       "_sharp")],
+    "localres": ["regions.tsv", "regions_fsc.tsv", "fsc_regions.png", "regions.mrc",
+                 "localres_flex.mrc", "localres_noflex.mrc", "localres.png", "localres.cxc",
+                 "localres.json"],
 }
 
 
@@ -129,6 +139,65 @@ def test_reconstruction_and_evaluation_are_sensible(tiny_run):
     assert 0 <= rho <= 1
 
 
+def test_selection_writes_the_original_rows_and_states_get_maps(tiny_run):
+    """Every cluster file holds exactly the simulated particles' rows (all columns, optics
+    table), the clusters partition the particles in latent order, and each cluster's state
+    map has an FSC."""
+    import warnings
+
+    import pandas as pd
+    import starfile
+
+    r = tiny_run.results
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        original = starfile.read(r / "simulate/particles.star", always_dict=True)
+        clusters = [starfile.read(r / f"select/cluster{i}.star", always_dict=True) for i in (1, 2, 3)]
+    z = np.load(r / "train/latents.npy")[:, 0]
+    select = json.loads((r / "select/select.json").read_text())
+    rows = []
+    for c, record in zip(clusters, select["subsets"]):
+        pd.testing.assert_frame_equal(c["optics"], original["optics"])
+        merged = c["particles"].merge(original["particles"].reset_index(), how="left")
+        assert merged["index"].notna().all() and len(merged) == record["n_particles"]
+        rows.append(merged["index"].to_numpy())
+    assert sorted(np.concatenate(rows).tolist()) == list(range(N))
+    states = [s["state"][0] for s in select["subsets"]]
+    assert states == sorted(states)
+    for idx, state in zip(rows, states):  # prep keeps the order, so row i is latent i
+        assert abs(np.mean(z[idx]) - state) < 1e-4
+    table = (r / "states/states.tsv").read_text().splitlines()
+    assert [line.split("\t")[0] for line in table[1:]] == ["cluster1", "cluster2", "cluster3"]
+    nyquist = 2 * TINY["simulate"]["pixel_size_A"]
+    for line in table[1:]:
+        assert nyquist <= float(line.split("\t")[3]) < 6 * nyquist
+    vol = read_map(r / "states/maps/state_cluster1.mrc")
+    assert vol.shape == (BOX,) * 3 and np.isfinite(vol).all() and vol.std() > 0
+
+
+def test_local_resolution_and_strain_outputs_are_sensible(tiny_run):
+    r = tiny_run.results
+    regions = (r / "localres/regions.tsv").read_text().splitlines()
+    header = regions[0].split("\t")
+    names = [line.split("\t")[0] for line in regions[1:]]
+    assert names == ["whole", "core", "middle", "moving"]
+    for col in ("fsc0143_flex_A", "fsc0143_noflex_A", "gain_A", "localres_median_flex_A"):
+        assert col in header
+    local = read_map(r / "localres/localres_flex.mrc")
+    labels = read_map(r / "localres/regions.mrc")
+    assert ((local > 0) == (labels > 0)).all()
+    assert local[labels > 0].min() >= 2 * TINY["simulate"]["pixel_size_A"] - 1e-4
+    generated = json.loads((r / "generate/generate.json").read_text())
+    trained = json.loads((r / "train/train.json").read_text())
+    for record in (generated["strain"], trained["strain"]):
+        assert record["threshold"] == 1.5 and record["max_stretch"] >= 1.0
+        assert 0 <= record["n_flagged"] <= record["n_cells"]
+    evaluation = json.loads((r / "evaluation/reconstruction.json").read_text())
+    assert {"flex_moving", "rigid_moving", "flex_core", "rigid_whole"} <= set(
+        evaluation["half_map_res0143_A"])
+    assert evaluation["n_maps"] >= 1
+
+
 def test_provenance_records_config_seeds_and_versions(tiny_run):
     prov = yaml.safe_load((tiny_run.results / "provenance.yaml").read_text())
     assert prov["config"]["dataset"] == "tiny"
@@ -146,10 +215,17 @@ def test_report_has_every_result_with_captions(tiny_run):
     html = report.read_text(errors="replace")
     assert len(html) > 100_000
     for name in ["fsc.png", "loss.png", "latents.png", "examples.png", "mesh_slices.png",
-                 "series_z1.gif", "series_z1.png", "evaluation.tsv", "provenance.yaml"]:
+                 "series_z1.gif", "series_z1.png", "evaluation.tsv", "provenance.yaml",
+                 "selection.png", "states.tsv", "states_fsc.png", "regions.tsv",
+                 "fsc_regions.png", "localres.png", "strain.png", "reconstruction.tsv",
+                 "moving_fsc.png"]:
         assert name in html, f"{name} is not in the report"
     for caption in ["Gold-standard Fourier shell correlation", "Ground-truth evaluation",
-                    "validation NLL of held-out", "Motion along one latent dimension"]:
+                    "validation NLL of held-out", "Motion along one latent dimension",
+                    "per Fourier coefficient in the band", "Particles selected by latent region",
+                    "Per-state maps", "Where flexible reconstruction helped",
+                    "Local resolution by windowed FSC", "Strain of the learned motion",
+                    "The reconstructions against the ground truth"]:
         assert caption in html, f"caption '{caption}' is not in the report"
 
 
@@ -163,7 +239,9 @@ def test_deleting_a_training_output_reruns_only_its_dependents(tiny_run, tmp_pat
     (work / "results" / "tiny" / "train" / "latents.npy").unlink()
     result = run_snakemake(work, "-n", "--cores", "2", timeout=300)
     assert planned_jobs(result.stdout) == {"train": 1, "generate": 1, "reconstruct": 1,
-                                           "evaluate": 1, "all": 1}, result.stdout[-3000:]
+                                           "evaluate": 1, "select": 1, "state_maps": 1,
+                                           "localres": 1, "evaluate_reconstruction": 1,
+                                           "all": 1}, result.stdout[-3000:]
 
 
 def job_processes(snakemake_pid: int, script: str) -> list:

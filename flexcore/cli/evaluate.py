@@ -3,7 +3,7 @@
 Example::
 
     flexcore evaluate results/demo/simulate results/demo/prep \\
-        results/demo/train/checkpoints/checkpoint_last.pt results/demo/evaluation
+        results/demo/train/model.pt results/demo/evaluation
 
 Reports |Spearman ρ| between latents and the true motion coordinates, and for every
 ground-truth map the FSC of the generated map next to the consensus map's (in the moving

@@ -5,7 +5,9 @@ Example::
     flexcore generate results/train/model.pt results/generate \\
         --n-frames 41 --highres-map results/reconstruct/flex_map.mrc
 
-Writes series_zK/frame_NNN.mrc, series_zK.cxc (ChimeraX volume series), series_zK.gif.
+Writes series_zK/frame_NNN.mrc, series_zK.cxc (ChimeraX volume series), series_zK.gif, and
+strain.mrc / strain.png (cells the flow stretches beyond --strain-threshold are flagged in
+generate.json and the log).
 """
 
 from __future__ import annotations
@@ -23,6 +25,8 @@ def add_args(parser) -> None:
                         help="custom latent points (.npy, .csv, or a .star/.cs with latents)")
     parser.add_argument("--highres-map", default=None, help="deform this map instead")
     parser.add_argument("--supersample", type=int, default=2, help="sub-points per voxel axis")
+    parser.add_argument("--strain-threshold", type=float, default=None,
+                        help="flag mesh cells stretched beyond this (default: the training's, 1.5)")
     parser.add_argument("--device", default="auto")
 
 
@@ -31,4 +35,5 @@ def main(args) -> None:
 
     run_generate(args.checkpoint, args.out_dir, mesh=args.mesh, n_frames=args.n_frames,
                  radius=args.radius, percentile=args.percentile, latents_file=args.latents,
-                 highres_map=args.highres_map, supersample=args.supersample, device=args.device)
+                 highres_map=args.highres_map, supersample=args.supersample,
+                 strain_threshold=args.strain_threshold, device=args.device)

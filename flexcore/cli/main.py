@@ -20,6 +20,9 @@ COMMANDS = {
     "generate": "generate volume series from a trained model",
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
+    "select": "write particle subsets chosen by latent region as your original particles",
+    "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
+    "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
 }
 

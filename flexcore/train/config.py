@@ -53,6 +53,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 0
     log_every: int = 20
+    strain_threshold: float = 1.5
 
     def check_types(self) -> None:
         """Raise :class:`ConfigError` naming the first parameter whose value has the wrong
@@ -107,6 +108,7 @@ class TrainConfig:
              "must be 'gradient-pca' or 'random'")
         need(self.device in ("auto", "cpu", "cuda") or self.device.startswith("cuda:"), "device",
              "must be auto, cpu, cuda or cuda:N")
+        need(self.strain_threshold > 1.0, "strain_threshold", "must be > 1 (1 = rigid)")
         return self
 
     @property

@@ -12,6 +12,7 @@ import torch
 from ..errors import InputFileError
 from ..io import read_init_latents, read_map
 from ..prep_info import PrepInfo
+from ..strain import log_strain, measure_strain
 from ..utils.atomic import write_text_atomic
 from ..utils.logging import get_logger
 from ..utils.outputs import prepare_outputs
@@ -101,6 +102,9 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     _plot_examples(trainer, out / "examples.png")
     source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
     export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
+    strain = measure_strain(lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)),
+                            mesh, z, threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]
+    log_strain(strain, "train")
     save_checkpoint(out / "model.pt", trainer.state_dict())
     summary = {
         "n_particles": len(data), "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
@@ -108,6 +112,7 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
         "model": str(out / "model.pt"),
         "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"),
         "resumed_from_epoch": int(state["epoch"]) if state is not None else None,
+        "strain": strain,
     }
     write_provenance(out / "train.json", "train", cfg.to_dict(), extra={
         "prep_dir": str(prep_dir.resolve()), "mesh": str(Path(mesh_path).resolve()), **summary})

@@ -198,7 +198,11 @@ class Trainer:
                 log.info("  epoch %d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
                          "epoch ETA %.0f s", epoch + 1, b + 1, n_batches, sums["nll"] / sums["n"],
                          sums["rigidity"] / sums["n"], rate, eta)
-        record = {"epoch": epoch + 1, **plan, "train_nll": sums["nll"] / max(sums["n"], 1),
+        # coefficients in the band (each of the full FFT once): the NLL grows with their
+        # number, so the loss plot divides by it (≈ ½ per coefficient at the noise level)
+        n_coeff = float(((band > 0) * r.model.half_weight).sum())
+        record = {"epoch": epoch + 1, **plan, "band_coefficients": n_coeff,
+                  "train_nll": sums["nll"] / max(sums["n"], 1),
                   "train_rigidity": sums["rigidity"] / max(sums["n"], 1),
                   "seconds": time.time() - t0, "particles_per_s": sums["n"] / (time.time() - t0)}
         record.update(self.validate(r, plan, band, noise_var, gen))

@@ -68,18 +68,27 @@ def check_config_consistency(cfg):
     sim, prep, gen = cfg["simulate"], cfg["prep"], cfg["generate"]
     simulated_mask = cfg["input"]["source"] == "simulate" and not cfg["input"]["mask"]
     no_crop = prep["crop_box"] in (None, sim["box"])
-    same_box = prep["train_box"] == sim["box"] and no_crop
-    if simulated_mask and sim["use_mask"] and not same_box:
+    # the mesh resamples a mask of the same extent to the training box; a crop changes it
+    if simulated_mask and sim["use_mask"] and not no_crop:
         fail_config(
             "simulate.use_mask",
-            f"the simulated mask is {sim['box']} px, so it needs prep.train_box = "
-            f"{sim['box']} and no prep.crop_box (got {prep['train_box']}, "
-            f"{prep['crop_box']}); or set simulate.use_mask: false",
+            f"the simulated mask spans the {sim['box']} px box, so it needs no "
+            f"prep.crop_box (got {prep['crop_box']}); or set simulate.use_mask: false",
         )
     if gen["from_reconstruction"] and gen["highres_map"]:
         fail_config("generate.from_reconstruction", "excludes generate.highres_map")
     if gen["from_reconstruction"] and not cfg["reconstruct"]["enabled"]:
         fail_config("generate.from_reconstruction", "needs reconstruct.enabled: true")
+    states = cfg["states"]
+    if (
+        states["enabled"]
+        and cfg["reconstruct"]["enabled"]
+        and states["source"] == "selection"
+        and not cfg["select"]["enabled"]
+    ):
+        fail_config(
+            "states.source", "'selection' needs select.enabled: true (or use 'series')"
+        )
 
 
 check_user_files(config)
@@ -176,7 +185,14 @@ def generate_user_files(wildcards):
 
 def generate_parameters():
     """Keyword arguments of flexcore.generate.run_generate besides the files."""
-    keep = ("n_frames", "radius", "percentile", "supersample", "device")
+    keep = (
+        "n_frames",
+        "radius",
+        "percentile",
+        "supersample",
+        "strain_threshold",
+        "device",
+    )
     return {k: config["generate"][k] for k in keep}
 
 
@@ -185,6 +201,52 @@ def reconstruct_parameters():
     params = {k: v for k, v in config["reconstruct"].items() if k != "enabled"}
     params["scratch_dir"] = params["scratch_dir"] or None
     return params
+
+
+def particle_format():
+    """Extension of the selected subsets: that of the particle file given to prep."""
+    if not is_simulated() and config["input"]["particles"].lower().endswith(".cs"):
+        return "cs"
+    return "star"
+
+
+def selection_files(folder):
+    """The subset files select writes into folder (names from config select)."""
+    sel = config["select"]
+    if sel["method"] == "kmeans":
+        names = [f"cluster{i + 1}" for i in range(sel["n_clusters"])]
+    elif sel["method"] == "points":
+        names = [f"point{i + 1}" for i in range(len(sel["points"] or []))]
+    else:
+        names = ["region"]
+    return [f"{folder}/{name}.{particle_format()}" for name in names]
+
+
+def select_parameters():
+    """Keyword arguments of flexcore.selection.run_select besides the files."""
+    return {k: v for k, v in config["select"].items() if k != "enabled"}
+
+
+def state_map_states(wildcards):
+    """The file naming the states: select.json (subset states) or generate.json (series)."""
+    if config["states"]["source"] == "selection":
+        return f"results/{wildcards.dataset}/select/select.json"
+    return f"results/{wildcards.dataset}/generate/generate.json"
+
+
+def state_map_parameters():
+    """Keyword arguments of flexcore.states.run_state_maps besides the files."""
+    return {k: v for k, v in config["states"].items() if k not in ("enabled", "source")}
+
+
+def localres_parameters():
+    """Keyword arguments of flexcore.localres.run_local_resolution besides the files."""
+    return {k: v for k, v in config["localres"].items() if k != "enabled"}
+
+
+def reconstruction_kinds():
+    """flex, and noflex when the rigid baseline is reconstructed."""
+    return ["flex", "noflex"] if config["reconstruct"]["rigid_baseline"] else ["flex"]
 
 
 def evaluation_wanted():
@@ -231,10 +293,19 @@ def dataset_stages():
     """The rules that make up one dataset's results, as the config asks for them."""
     stages = ["simulate"] if is_simulated() else []
     stages += ["prep", "mesh", "train", "generate", "provenance"]
-    if config["reconstruct"]["enabled"]:
+    if config["select"]["enabled"]:
+        stages.append("select")
+    recon = config["reconstruct"]
+    if recon["enabled"]:
         stages.append("reconstruct")
+        if config["states"]["enabled"]:
+            stages.append("state_maps")
+        if config["localres"]["enabled"]:
+            stages.append("localres")
     if evaluation_wanted():
         stages.append("evaluate")
+        if recon["enabled"] and recon["rigid_baseline"]:
+            stages.append("evaluate_reconstruction")
     return stages
 
 

@@ -16,6 +16,12 @@ rule generate:
             category="3. Motion",
         ),
         chimerax=series_files("results/{dataset}/generate", ".cxc"),
+        strain_map="results/{dataset}/generate/strain.mrc",
+        strain_plot=report(
+            "results/{dataset}/generate/strain.png",
+            caption="../report/strain.rst",
+            category="3. Motion",
+        ),
         summary="results/{dataset}/generate/generate.json",
     log:
         "results/{dataset}/logs/generate.log",

@@ -30,6 +30,41 @@ rule evaluate:
         "../scripts/evaluate.py"
 
 
+rule evaluate_reconstruction:
+    input:
+        unpack(ground_truth_files),
+        prep_info="results/{dataset}/prep/prep.json",
+        particles="results/{dataset}/prep/particles.star",
+        checkpoint="results/{dataset}/train/model.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+        recon="results/{dataset}/reconstruct/recon.json",
+        maps=rigid_baseline_files("results/{dataset}/reconstruct"),
+    output:
+        summary="results/{dataset}/evaluation/reconstruction.json",
+        table=report(
+            "results/{dataset}/evaluation/reconstruction.tsv",
+            caption="../report/evaluation_reconstruction.rst",
+            category="5. Ground truth",
+        ),
+        plot=report(
+            "results/{dataset}/evaluation/moving_fsc.png",
+            caption="../report/moving_fsc.rst",
+            category="5. Ground truth",
+        ),
+    log:
+        "results/{dataset}/logs/evaluate_reconstruction.log",
+    benchmark:
+        "results/{dataset}/benchmarks/evaluate_reconstruction.tsv"
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    script:
+        "../scripts/evaluate_reconstruction.py"
+
+
 rule provenance:
     output:
         report(

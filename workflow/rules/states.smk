@@ -1,0 +1,39 @@
+rule state_maps:
+    input:
+        states=state_map_states,
+        checkpoint="results/{dataset}/train/model.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+        half_maps=expand(
+            "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc", half=["A", "B"]
+        ),
+        recon="results/{dataset}/reconstruct/recon.json",
+    output:
+        maps=directory("results/{dataset}/states/maps"),
+        table=report(
+            "results/{dataset}/states/states.tsv",
+            caption="../report/states_table.rst",
+            category="6. Selection and states",
+        ),
+        fsc_plot=report(
+            "results/{dataset}/states/states_fsc.png",
+            caption="../report/states_fsc.rst",
+            category="6. Selection and states",
+        ),
+        fsc="results/{dataset}/states/states_fsc.tsv",
+        chimerax="results/{dataset}/states/states.cxc",
+        summary="results/{dataset}/states/states.json",
+    log:
+        "results/{dataset}/logs/state_maps.log",
+    benchmark:
+        "results/{dataset}/benchmarks/state_maps.tsv"
+    conda:
+        "../../envs/flexcore-cuda.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+        mem_mb=16000,
+        runtime=60,
+    params:
+        states=state_map_parameters(),
+    script:
+        "../scripts/state_maps.py"

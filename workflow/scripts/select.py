@@ -1,0 +1,20 @@
+"""Rule select: particle subsets by latent region, written as the original particles.
+
+Calls flexcore.selection.run_select with config select on the trained latents; the subsets
+are rows of the particle file prep read (prep.json's source_particles).
+"""
+
+import sys
+
+sys.stderr = open(snakemake.log[0], "w", buffering=1)
+
+from pathlib import Path
+
+from flexcore.selection import run_select
+
+run_select(
+    snakemake.input.latents,
+    Path(snakemake.input.prep_info).parent,
+    Path(snakemake.output.summary).parent,
+    **snakemake.params.select,
+)
