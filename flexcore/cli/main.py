@@ -11,6 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import FlexcoreError
+from ..utils.distributed import OtherRankError
 
 COMMANDS = {
     "simulate": "build a simulated flexible dataset with ground truth (demo, tests)",
@@ -49,6 +50,8 @@ def main(argv=None) -> int:
         return 2
     try:
         args._main(args)
+    except OtherRankError:  # rank 0 of a torchrun launch failed and printed why
+        return 1
     except FlexcoreError as exc:
         print(f"flexcore {args.command}: error: {exc}", file=sys.stderr)
         return 1
