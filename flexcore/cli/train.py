@@ -13,7 +13,12 @@ its checkpoint is compatible (same configuration, mesh and prepared particles; t
 log_every and extra_epochs may differ). ``--resume`` continues from OUT_DIR/checkpoints/
 checkpoint_last.pt (a checkpoint of a different run is an error naming what differs);
 ``--restart`` removes the earlier run's files (checkpoints, per-epoch plots, latents) and
-starts afresh. The Snakemake workflow resumes automatically when compatible.
+starts afresh; ``--auto`` resumes when compatible and starts afresh otherwise (the
+Snakemake workflow's mode).
+
+Data parallel on N GPUs of one node: start the same command with torchrun, e.g.
+``python -m torch.distributed.run --standalone --nproc-per-node 4 -m flexcore train …``;
+the ranks share the particles and rank 0 writes the outputs (docs/training.md).
 """
 
 from __future__ import annotations
@@ -58,6 +63,9 @@ def add_args(parser) -> None:
     again.add_argument("--restart", action="store_true",
                        help="remove the earlier run in OUT_DIR (checkpoints, per-epoch files, "
                             "latents) and start afresh")
+    again.add_argument("--auto", action="store_true",
+                       help="continue a compatible run in OUT_DIR, otherwise remove it and start "
+                            "afresh (what the workflow does)")
     parser.add_argument("--init-latents", default=None,
                         help="start from these latents (.npy, or .star/.cs with latent columns)")
 
@@ -77,6 +85,7 @@ def main(args) -> None:
         if not isinstance(config, dict):
             raise ConfigError(f"{args.config}: expected a mapping of training parameters")
     config.update(parse_assignments(args.set))
-    on_existing = "resume" if args.resume else "restart" if args.restart else "refuse"
+    on_existing = ("resume" if args.resume else "restart" if args.restart
+                   else "auto" if args.auto else "refuse")
     run_train(args.prep_dir, args.mesh, args.out_dir, config, on_existing=on_existing,
               init_latents=args.init_latents)
