@@ -20,6 +20,7 @@ COMMANDS = {
     "train": "learn latents, flow and canonical map",
     "generate": "generate volume series from a trained model",
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
+    "reconstruct-combine": "combine separately solved halves into the reconstruction's outputs",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
     "evaluate": "score a trained model against a simulation's ground truth",
 }

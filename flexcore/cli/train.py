@@ -50,6 +50,26 @@ def parse_assignments(pairs: list[str]) -> dict:
     return out
 
 
+def yaml_scalar(value) -> str:
+    """``value`` written as the YAML scalar that :func:`parse_assignments` reads back."""
+    return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
+
+
+def command_line(prep_dir, mesh, out_dir, config: dict, *, init_latents=None,
+                 on_existing: str = "refuse") -> list[str]:
+    """The ``flexcore train`` arguments for these step-function arguments (what the
+    workflow hands to torchrun); every parameter goes through ``--set``."""
+    args = ["train", str(prep_dir), str(mesh), str(out_dir)]
+    for key, value in config.items():
+        args += ["--set", f"{key}={yaml_scalar(value)}"]
+    if init_latents:
+        args += ["--init-latents", str(init_latents)]
+    flags = {"refuse": [], "resume": ["--resume"], "restart": ["--restart"], "auto": ["--auto"]}
+    if on_existing not in flags:
+        raise ConfigError(f"on_existing = {on_existing!r}: must be one of {', '.join(flags)}")
+    return args + flags[on_existing]
+
+
 def add_args(parser) -> None:
     parser.add_argument("prep_dir", help="output folder of `flexcore prep`")
     parser.add_argument("mesh", help="mesh.npz from `flexcore mesh`")
