@@ -8,7 +8,7 @@ from snakemake.utils import Paramspace
 
 def sweep_stage_of(name):
     """'train' or 'mesh': the config section a swept parameter belongs to."""
-    stages = [s for s in ("train", "mesh") if name in config[s]]
+    stages = [s for s in ("train", "mesh") if name in config[s] and name != "gpus"]
     if not stages:
         fail_config(
             f"sweep.parameters.{name}",
@@ -95,7 +95,7 @@ def sweep_training_parameters(wildcards):
     point = sweep_point(wildcards)
     return {
         **training_parameters(),
-        **{k: v for k, v in point.items() if k in config["train"]},
+        **{k: v for k, v in point.items() if k in training_parameters()},
     }
 
 
