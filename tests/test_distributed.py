@@ -46,6 +46,8 @@ def _helpers():
     summed = ddp.all_reduce_sum(torch.full((2,), 0.5 + r, dtype=torch.float32), torch.float64)
     assert summed.dtype == torch.float32 and summed.tolist() == [2.0, 2.0]
     assert ddp.max_int(5 * r) == 5 and ddp.per_rank(10 + r).tolist() == [10, 11]
+    acc = torch.full((2, 2), complex(1 + r, -r), dtype=torch.complex64)
+    assert ddp.all_reduce_(acc) is acc and acc.tolist() == [[complex(3, -1)] * 2] * 2  # in place
     # gradients: a parameter without one on this rank counts as zero
     p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
     p.grad = torch.full((3,), 1.0 + r)
@@ -73,7 +75,8 @@ def test_helpers_on_two_ranks(tmp_path):
 def test_one_process_keeps_every_value_as_it_is():
     assert not ddp.is_distributed() and ddp.world_size() == 1 and ddp.rank() == 0
     t = torch.arange(4.0)
-    assert ddp.all_reduce_sum(t) is t and ddp.broadcast_(t) is t
+    assert ddp.all_reduce_sum(t) is t and ddp.broadcast_(t) is t and ddp.all_reduce_(t) is t
+    assert t.tolist() == [0.0, 1.0, 2.0, 3.0]
     assert ddp.sum_floats(2.5, 1) == (2.5, 1.0) and ddp.max_int(3) == 3
     assert ddp.per_rank(7).tolist() == [7]
     z = torch.randn(5, 2)

@@ -22,9 +22,9 @@ line search; each iteration is one pass over the half with images (objective + g
 autograd through the splat) and one pass without images (curvature ``dᵀHd``).
 
 ``E`` is a sum over particles: under torchrun each rank passes over its own particles of
-the half and the pass's sums (objective, gradient, curvature, Wiener accumulators) are
-added over ranks in float64 before the ridge term, so every rank holds the same ``E`` and
-``∇E`` and takes the same L-BFGS steps.
+the half, and the pass's sums (objective, gradient, curvature) are added over ranks in
+float64 before the ridge term, so every rank holds the same ``E`` and ``∇E`` and takes the
+same L-BFGS steps; the Wiener start's Fourier accumulators are added in place (float32).
 """
 
 from __future__ import annotations
@@ -221,9 +221,8 @@ def wiener_start(op: FlexOperator, particles: ReconParticles, positions: np.ndar
         idx = torch.as_tensor(positions[local], dtype=torch.long)
         params = {k: v[idx] for k, v in particles.ctf.items()}
         acc.add(stream.read(local), particles.rotations[idx], particles.shifts_A[idx], params)
-    if ddp.is_distributed():  # the sums of every rank's particles (float64)
-        acc.numerator = ddp.all_reduce_sum(acc.numerator, torch.complex128)
-        acc.denominator = ddp.all_reduce_sum(acc.denominator, torch.float64)
+    ddp.all_reduce_(acc.numerator)  # the sums over every rank's particles, in place: the
+    ddp.all_reduce_(acc.denominator)  # padded grid is the largest array of a reconstruction
     vol = acc.solve()
     del acc
     (n,) = ddp.sum_floats(len(positions))

@@ -153,6 +153,20 @@ def all_reduce_sum(tensor: torch.Tensor, dtype: torch.dtype | None = None) -> to
     return buf.to(tensor.device, tensor.dtype)
 
 
+def all_reduce_(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum ``tensor`` over ranks in place (in its own dtype, no second copy where the
+    backend can read it: large accumulators); return it."""
+    if not is_distributed():
+        return tensor
+    if tensor.device == _comm_device():
+        dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+        return tensor
+    buf = tensor.to(_comm_device())
+    dist.all_reduce(buf, op=dist.ReduceOp.SUM)
+    tensor.copy_(buf)
+    return tensor
+
+
 def sum_floats(*values: float) -> tuple[float, ...]:
     """Sums over ranks of Python numbers, in float64 (one collective for all of them)."""
     if not is_distributed():
