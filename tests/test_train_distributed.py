@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -141,6 +142,28 @@ def test_a_one_rank_checkpoint_resumes_on_two_ranks(hinge, tmp_path):
     assert done.returncode == 0, log[-3000:]
     assert "(epoch 2 of 3 done)" in log
     check_resumed(out, marker, history)
+
+
+def test_a_two_rank_run_resumed_on_two_ranks_repeats_itself_bit_for_bit(hinge, tmp_path):
+    _, prep, mesh, _ = hinge
+    config = {**FROZEN, "n_candidates": 2, "grid_points": 3, "latent_steps": 1}
+    whole = tmp_path / "whole"
+    done = torchrun_flexcore(2, ["train", prep, mesh, whole, *sets(config)], tmp_path / "log")
+    assert done.returncode == 0, (tmp_path / "log").read_text()[-3000:]
+    cut = tmp_path / "cut"  # the same run, as if killed after its first epoch
+    shutil.copytree(whole, cut)
+    ck = cut / "checkpoints"
+    shutil.copy(ck / "checkpoint_epoch001.pt", ck / "checkpoint_last.pt")
+    (ck / "checkpoint_epoch002.pt").unlink()
+    (cut / "model.pt").unlink()
+    done = torchrun_flexcore(2, ["train", prep, mesh, cut, *sets(config), "--resume"],
+                             tmp_path / "log_cut")
+    log = (tmp_path / "log_cut").read_text()
+    assert done.returncode == 0 and "(epoch 1 of 2 done)" in log, log[-3000:]
+    a, b = load_checkpoint(whole / "model.pt"), load_checkpoint(cut / "model.pt")
+    assert torch.equal(a["volume"], b["volume"]) and torch.equal(a["latents"], b["latents"])
+    assert all(torch.equal(a["flow"][k], b["flow"][k]) for k in a["flow"])
+    assert a["history"][1]["train_nll"] == b["history"][1]["train_nll"]
 
 
 def test_a_refused_folder_stops_every_rank_with_one_message(hinge, tmp_path):

@@ -16,6 +16,7 @@ same order; the callers keep the number of calls independent of each rank's data
 from __future__ import annotations
 
 import contextlib
+import datetime
 import logging
 import os
 from collections.abc import Callable, Iterator
@@ -28,6 +29,10 @@ from ..errors import ConfigError, FlexcoreError
 from .logging import get_logger
 
 log = get_logger("flexcore.distributed")
+# How long a rank waits in a collective: rank 0 alone hashes the inputs at the start and
+# exports the latents at the end, minutes for millions of particles (the backends' defaults
+# are 10 min for nccl, 30 for gloo); a rank that fails makes torchrun stop the others.
+TIMEOUT = datetime.timedelta(minutes=60)
 
 
 class OtherRankError(FlexcoreError):
@@ -115,7 +120,7 @@ def process_group(device: torch.device) -> Iterator[None]:
     backend = "nccl" if device.type == "cuda" else "gloo"
     if device.type == "cuda":
         torch.cuda.set_device(device)
-    dist.init_process_group(backend)
+    dist.init_process_group(backend, timeout=TIMEOUT)
     logger = logging.getLogger("flexcore")
     level, formats = logger.level, [h.formatter for h in logger.handlers]
     if world_size() > 1:
