@@ -134,7 +134,7 @@ def test_combine_refuses_solves_that_do_not_belong_together(one, halves, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_command_lines_for_torchrun_carry_every_argument(tmp_path):
+def test_command_lines_for_torchrun_carry_every_argument(tmp_path, capsys):
     parser = build_parser()
     kwargs = dict(mesh="m.npz", iterations=7, batch_size=33, ridge=2.5e-05, resplit=True, seed=4,
                   in_ram=True, scratch_dir="/scratch", rigid_baseline=False, bfactor=-12.5,
@@ -150,3 +150,8 @@ def test_command_lines_for_torchrun_carry_every_argument(tmp_path):
                                            init_latents="z.npy", on_existing="auto"))
     assert parse_assignments(args.set) == config
     assert args.auto and args.init_latents == "z.npy" and not args.resume
+    # what one solve cannot use is refused, not ignored
+    assert cli_main(["reconstruct", "ck.pt", "prep", str(tmp_path / "o"), "--solve", "flex_A",
+                     "--bfactor", "10"]) == 1
+    assert "--solve solves one half; --no-rigid-baseline and --bfactor belong to " \
+           "reconstruct-combine" in capsys.readouterr().err

@@ -77,7 +77,12 @@ def main(args) -> None:
                   ridge=args.ridge, resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
                   scratch_dir=args.scratch_dir, aberrations=args.aberrations, device=args.device)
     if args.solve:
+        from ..errors import ConfigError
         from ..recon.split_step import run_reconstruct_half
+
+        if args.no_rigid_baseline or args.bfactor is not None:
+            raise ConfigError("--solve solves one half; --no-rigid-baseline and --bfactor "
+                              "belong to reconstruct-combine (or leave out the noflex solves)")
 
         run_reconstruct_half(args.checkpoint, args.prep_dir, args.out_dir, solve=args.solve,
                              **common)

@@ -130,9 +130,7 @@ class Trainer:
     def global_latents(self) -> torch.Tensor:
         """Every particle's latent ``(N, K)`` in prepared-particle order (a collective
         under torchrun: every rank must call it)."""
-        if not self.distributed:
-            return self.latents.clone()
-        return ddp.assemble_rows(self.latents, self.rows, self.n_total)
+        return ddp.assemble_rows(self.latents, self.rows, self.n_total).clone()
 
     # ----------------------------------------------------------------- helpers
     def renderer(self, box: int) -> Renderer:
