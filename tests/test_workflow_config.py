@@ -135,6 +135,8 @@ def dry_run(tmp_path, config: dict, *args):
     ({"prep": {"train_box": 32}}, ["config key simulate.use_mask"]),
     ({"sweep": {"name": "s", "parameters": {"learning_rate": [1, 2]}}},
      ["config key sweep.parameters.learning_rate"]),
+    ({"sweep": {"name": "s", "parameters": {"gpus": [1, 2]}}},
+     ["config key sweep.parameters.gpus: is how many GPUs a job uses"]),
     ({"generate": {"from_reconstruction": True}, "reconstruct": {"enabled": False}},
      ["config key generate.from_reconstruction"]),
 ])

@@ -8,7 +8,12 @@ from snakemake.utils import Paramspace
 
 def sweep_stage_of(name):
     """'train' or 'mesh': the config section a swept parameter belongs to."""
-    stages = [s for s in ("train", "mesh") if name in config[s] and name != "gpus"]
+    if name == "gpus":
+        fail_config(
+            "sweep.parameters.gpus",
+            "is how many GPUs a job uses, not a parameter a sweep can vary",
+        )
+    stages = [s for s in ("train", "mesh") if name in config[s]]
     if not stages:
         fail_config(
             f"sweep.parameters.{name}",
