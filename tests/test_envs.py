@@ -115,7 +115,7 @@ def test_rules_use_the_cpu_env_for_cpu_steps_and_the_cuda_env_for_gpu_steps():
             m = re.search(r"rule (\w+):", block)
             if not m or "conda:" not in block:
                 continue
-            gpu = "gpu=1" in block
+            gpu = "gpu=" in block
             env = "flexcore-cuda.yaml" if gpu else "flexcore-cpu.yaml"
             assert env in block, f"{smk.name}: rule {m.group(1)} should use envs/{env}"
             assert (ROOT / "envs" / env).is_file()

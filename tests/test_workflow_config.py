@@ -74,7 +74,9 @@ def test_train_section_is_trainconfig():
     from flexcore.train.config import TrainConfig
 
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
-    assert section_defaults("train") == fields
+    launch = {"gpus"}  # how many ranks train, not how (the fingerprint must not depend on it)
+    assert not launch & set(fields)
+    assert {k: v for k, v in section_defaults("train").items() if k not in launch} == fields
 
 
 @pytest.mark.parametrize("section, function, not_arguments", [
@@ -82,7 +84,7 @@ def test_train_section_is_trainconfig():
     ("prep", "flexcore.prep:run_prep", set()),
     ("mesh", "flexcore.mesh:run_mesh", set()),
     ("generate", "flexcore.generate:run_generate", {"from_reconstruction"}),
-    ("reconstruct", "flexcore.recon.step:run_reconstruct", {"enabled"}),
+    ("reconstruct", "flexcore.recon.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
     ("select", "flexcore.selection:run_select", {"enabled"}),
     ("states", "flexcore.states:run_state_maps", {"enabled", "source"}),
     ("localres", "flexcore.localres:run_local_resolution", {"enabled"}),
@@ -136,6 +138,8 @@ def dry_run(tmp_path, config: dict, *args):
     ({"prep": {"crop_box": 40}}, ["config key simulate.use_mask"]),
     ({"sweep": {"name": "s", "parameters": {"learning_rate": [1, 2]}}},
      ["config key sweep.parameters.learning_rate"]),
+    ({"sweep": {"name": "s", "parameters": {"gpus": [1, 2]}}},
+     ["config key sweep.parameters.gpus: is how many GPUs a job uses"]),
     ({"generate": {"from_reconstruction": True}, "reconstruct": {"enabled": False}},
      ["config key generate.from_reconstruction"]),
     ({"select": {"enabled": False}}, ["config key states.source"]),

@@ -23,7 +23,8 @@ RULES = ROOT / "workflow" / "rules"
 SCRIPTS = ROOT / "workflow" / "scripts"
 STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "select", "states",
           "localres", "report"]
-GPU_RULES = {"train", "generate", "reconstruct", "state_maps", "localres"}
+GPU_RULES = {"train", "generate", "reconstruct", "reconstruct_half", "state_maps", "localres"}
+ONE_GPU_RULES = {"generate", "state_maps", "localres"}  # the others ask for train/reconstruct.gpus
 
 
 @pytest.mark.parametrize("configfiles", [(CONFIG,), (CONFIG, SWEEP)], ids=["demo", "sweep"])
@@ -108,11 +109,13 @@ def test_slurm_profile_uses_the_plugin_and_gpu_resources():
     assert re.search(r"^# slurm-status-command: squeue", text, re.M)
     res = p["set-resources"]
     for rule in GPU_RULES:
-        assert res[rule]["gpu"] == 1 and res[rule]["mem_mb"] > 0 and res[rule]["runtime"] > 0
+        assert res[rule]["mem_mb"] > 0 and res[rule]["runtime"] > 0 and res[rule]["cpus_per_gpu"] > 0
+    for rule in ONE_GPU_RULES:
+        assert res[rule]["gpu"] == 1, rule
     for rule in ("train", "reconstruct", "mesh", "evaluate"):
         assert res[f"sweep_{rule}"] == res[rule], f"sweep_{rule} differs from {rule}"
-    for rule in set(res) - GPU_RULES - {"sweep_train", "sweep_reconstruct"}:
-        assert "gpu" not in res[rule], f"{rule} asks for a GPU"
+    for rule in set(res) - ONE_GPU_RULES:  # the others take it from their rule (or need none)
+        assert "gpu" not in res[rule], f"{rule}: a gpu here would override the rule's"
 
 
 def rule_blocks() -> dict[str, str]:
@@ -147,7 +150,10 @@ def test_every_rule_has_log_benchmark_resources_conda_and_a_script():
             continue  # local bookkeeping rules
         assert "benchmark:" in block, f"rule {name} has no benchmark"
         assert re.search(r"mem_mb=\d+", block) and re.search(r"runtime=\d+", block), name
-        assert ("gpu=1" in block) == (name in GPU_RULES), f"rule {name}: gpu resource"
+        gpu = {**{rule: "gpu=1" for rule in ONE_GPU_RULES}, "train": 'gpu=job_gpus("train")',
+               "reconstruct_half": 'gpu=job_gpus("reconstruct")',
+               "reconstruct": "gpu=reconstruct_job_gpus"}.get(name)
+        assert (gpu in block) if gpu else "gpu=" not in block, f"rule {name}: gpu resource"
 
 
 def test_scripts_are_thin_and_log_stderr_first():

@@ -385,6 +385,30 @@ def test_same_config_and_seeds_give_identical_simulation_and_prep(tiny_run, tmp_
     assert compared >= 16
 
 
+def test_split_reconstruction_with_two_ranks_per_job_gives_the_one_job_maps(tiny_run, tmp_path):
+    work = copy_run(tiny_run, tmp_path / "split")
+    split = tmp_path / "split.yaml"
+    split.write_text(yaml.safe_dump({"train": {"gpus": 2},
+                                     "reconstruct": {"split_jobs": True, "gpus": 2}}))
+    result = run_snakemake(work, "--cores", "2", configfiles=(TINY_CONFIG, split), timeout=1200)
+    jobs = planned_jobs(result.stdout)
+    # one job per solve, then one that combines them; the GPU count is no training parameter
+    assert jobs.get("reconstruct_half") == 4 and jobs.get("reconstruct") == 1, jobs
+    assert "train" not in jobs, jobs
+    results = work / "results" / "tiny"
+    for name in FINAL["reconstruct"]:
+        if name.endswith(".mrc"):
+            a = read_map(tiny_run.results / "reconstruct" / name)
+            b = read_map(results / "reconstruct" / name)
+            assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), name
+    log = (results / "logs" / "reconstruct_noflex_half_B.log").read_text()
+    assert "starting 2 ranks" in log and "on 2 ranks" in log
+    assert not list((results / "reconstruct" / "halves").glob("*"))  # temporary, removed
+    recon = json.loads((results / "reconstruct" / "recon.json").read_text())
+    assert recon["solved_in"].startswith("separate jobs")
+    assert recon["ranks"] == {s: 2 for s in ("flex_A", "noflex_A", "flex_B", "noflex_B")}
+
+
 def test_sweep_of_two_values_runs_and_compares_the_points(tiny_run, tmp_path):
     work = copy_run(tiny_run, tmp_path / "sweep")
     sweep = tmp_path / "sweep.yaml"

@@ -11,6 +11,7 @@ import sys
 
 from .. import __version__
 from ..errors import FlexcoreError
+from ..utils.distributed import OtherRankError
 
 COMMANDS = {
     "simulate": "build a simulated flexible dataset with ground truth (demo, tests)",
@@ -19,6 +20,7 @@ COMMANDS = {
     "train": "learn latents, flow and canonical map",
     "generate": "generate volume series from a trained model",
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
+    "reconstruct-combine": "combine separately solved halves into the reconstruction's outputs",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
     "select": "write particle subsets chosen by latent region as your original particles",
     "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
@@ -52,6 +54,8 @@ def main(argv=None) -> int:
         return 2
     try:
         args._main(args)
+    except OtherRankError:  # rank 0 of a torchrun launch failed and printed why
+        return 1
     except FlexcoreError as exc:
         print(f"flexcore {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -8,9 +8,20 @@ Example::
 Solves each half set by L-BFGS under the trained flow (flex_map_half_A/B.mrc) and, as a
 baseline, with zero flow (noflex_map_half_A/B.mrc); writes the full maps, a sharpened flex
 map, fsc.tsv/fsc.png (flex and rigid curves), lbfgs.tsv and recon.json.
+
+``--solve flex_A`` (or flex_B, noflex_A, noflex_B) solves only that half into OUT_DIR
+(``flex_map_half_A.mrc`` + ``flex_half_A.json``), so the four solves can run as separate
+jobs on different GPUs; ``flexcore reconstruct-combine OUT_DIR RESULT_DIR`` then writes the
+outputs above from them.
+
+Data parallel on N GPUs of one node: start the same command with torchrun, e.g.
+``python -m torch.distributed.run --standalone --nproc-per-node 4 -m flexcore reconstruct …``;
+each half's particles are split over the ranks (docs/reconstruction.md).
 """
 
 from __future__ import annotations
+
+SOLVES = ("flex_A", "noflex_A", "flex_B", "noflex_B")
 
 
 def add_args(parser) -> None:
@@ -36,13 +47,47 @@ def add_args(parser) -> None:
     parser.add_argument("--aberrations", action="store_true",
                         help="apply beam tilt and odd/even Zernike terms of the optics groups")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--solve", choices=SOLVES, default=None,
+                        help="solve only this half (flex or rigid) into OUT_DIR, for "
+                             "reconstruct-combine")
+
+
+def command_line(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, batch_size=64,
+                 ridge=1e-3, resplit=False, seed=0, in_ram=False, scratch_dir=None,
+                 rigid_baseline=True, bfactor=None, aberrations=False, device="auto",
+                 solve=None) -> list[str]:
+    """The ``flexcore reconstruct`` arguments for these step-function arguments (what the
+    workflow hands to torchrun)."""
+    args = ["reconstruct", str(checkpoint), str(prep_dir), str(out_dir),
+            "--iterations", str(iterations), "--batch-size", str(batch_size),
+            "--ridge", repr(float(ridge)), "--seed", str(seed), "--device", str(device)]
+    flags = {"--resplit": resplit, "--in-ram": in_ram, "--no-rigid-baseline": not rigid_baseline,
+             "--aberrations": aberrations}
+    args += [flag for flag, on in flags.items() if on]
+    for flag, value in (("--mesh", mesh), ("--scratch-dir", scratch_dir), ("--solve", solve)):
+        if value:
+            args += [flag, str(value)]
+    if bfactor is not None:
+        args += ["--bfactor", repr(float(bfactor))]
+    return args
 
 
 def main(args) -> None:
+    common = dict(mesh=args.mesh, iterations=args.iterations, batch_size=args.batch_size,
+                  ridge=args.ridge, resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
+                  scratch_dir=args.scratch_dir, aberrations=args.aberrations, device=args.device)
+    if args.solve:
+        from ..errors import ConfigError
+        from ..recon.split_step import run_reconstruct_half
+
+        if args.no_rigid_baseline or args.bfactor is not None:
+            raise ConfigError("--solve solves one half; --no-rigid-baseline and --bfactor "
+                              "belong to reconstruct-combine (or leave out the noflex solves)")
+
+        run_reconstruct_half(args.checkpoint, args.prep_dir, args.out_dir, solve=args.solve,
+                             **common)
+        return
     from ..recon.step import run_reconstruct
 
-    run_reconstruct(args.checkpoint, args.prep_dir, args.out_dir, mesh=args.mesh,
-                    iterations=args.iterations, batch_size=args.batch_size, ridge=args.ridge,
-                    resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
-                    scratch_dir=args.scratch_dir, rigid_baseline=not args.no_rigid_baseline,
-                    bfactor=args.bfactor, aberrations=args.aberrations, device=args.device)
+    run_reconstruct(args.checkpoint, args.prep_dir, args.out_dir,
+                    rigid_baseline=not args.no_rigid_baseline, bfactor=args.bfactor, **common)

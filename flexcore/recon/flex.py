@@ -20,6 +20,11 @@ factor): flexcore meshes have ``mask_soft = 1`` on every mask voxel.
 ``E`` is quadratic in ``V``, so :func:`~flexcore.recon.lbfgs.minimize_quadratic` uses the exact
 line search; each iteration is one pass over the half with images (objective + gradient by
 autograd through the splat) and one pass without images (curvature ``dᵀHd``).
+
+``E`` is a sum over particles: under torchrun each rank passes over its own particles of
+the half, and the pass's sums (objective, gradient, curvature) are added over ranks in
+float64 before the ridge term, so every rank holds the same ``E`` and ``∇E`` and takes the
+same L-BFGS steps; the Wiener start's Fourier accumulators are added in place (float32).
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ import torch
 from ..ctf import calculate_ctf_2d
 from ..model.image_model import ImageFormation
 from ..ops import splat_project
+from ..utils import distributed as ddp
 from ..utils.logging import get_logger
 from .aberrations import OpticsAberrations
 from .lbfgs import LbfgsResult, minimize_quadratic
@@ -176,7 +182,10 @@ class HalfObjective:
             loss.backward()
             total += float(loss.detach())
             self._progress(t0, last, int(local[-1]) + 1, "gradient")
-        grad = density.grad.detach()
+        grad = density.grad.detach() if density.grad is not None else torch.zeros_like(x)
+        if ddp.is_distributed():  # every rank's particles: sums over ranks in float64
+            grad = ddp.all_reduce_sum(grad, torch.float64)
+            (total,) = ddp.sum_floats(total)
         total += 0.5 * self.ridge * float(torch.dot(x.double(), x.double()))
         grad = grad + self.ridge * x
         self._count("gradient", t0)
@@ -194,6 +203,7 @@ class HalfObjective:
             spec = op.spectra(d, disp, rot, ctf, shifts, odd)
             total += 2.0 * float(op.data_term(spec, None))
             self._progress(t0, last, int(local[-1]) + 1, "curvature")
+        (total,) = ddp.sum_floats(total)
         self._count("curvature", t0)
         return total + self.ridge * float(torch.dot(d.double(), d.double()))
 
@@ -211,10 +221,12 @@ def wiener_start(op: FlexOperator, particles: ReconParticles, positions: np.ndar
         idx = torch.as_tensor(positions[local], dtype=torch.long)
         params = {k: v[idx] for k, v in particles.ctf.items()}
         acc.add(stream.read(local), particles.rotations[idx], particles.shifts_A[idx], params)
+    ddp.all_reduce_(acc.numerator)  # the sums over every rank's particles, in place: the
+    ddp.all_reduce_(acc.denominator)  # padded grid is the largest array of a reconstruction
     vol = acc.solve()
     del acc
-    log.info("%srigid Wiener start map from %d particles in %.1f s", label, len(positions),
-             time.time() - t0)
+    (n,) = ddp.sum_floats(len(positions))
+    log.info("%srigid Wiener start map from %d particles in %.1f s", label, n, time.time() - t0)
     return op.from_volume(vol)
 
 

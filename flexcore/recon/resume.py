@@ -64,12 +64,17 @@ class SolveStore:
     folder : where they live (``<out_dir>/partial``).
     fingerprint : :func:`recon_fingerprint` of this run.
     device : where loaded tensors go.
+    writer : this process keeps the folder (checks the fingerprint, saves, clears it);
+        ``False`` only reads (the ranks other than 0 of a data-parallel run).
     """
 
-    def __init__(self, folder, fingerprint: dict, device):
+    def __init__(self, folder, fingerprint: dict, device, writer: bool = True):
         self.folder = Path(folder)
         self.device = torch.device(device)
+        self.writer = writer
         self._last_progress = -float("inf")
+        if not writer:
+            return
         text = json.dumps(fingerprint, sort_keys=True, default=str)
         record = self.folder / "fingerprint.json"
         if self.folder.is_dir():
@@ -100,13 +105,16 @@ class SolveStore:
     def save_progress(self, name: str, record: dict) -> None:
         """:meth:`save` a running solve's state, unless one was saved less than
         :data:`PROGRESS_INTERVAL_S` seconds ago."""
-        if time.monotonic() - self._last_progress < PROGRESS_INTERVAL_S:
+        if not self.writer or time.monotonic() - self._last_progress < PROGRESS_INTERVAL_S:
             return
         self.save(name, record)
         self._last_progress = time.monotonic()
 
     def save(self, name: str, record: dict) -> None:
-        """Write record ``name`` atomically (tensors moved to the CPU)."""
+        """Write record ``name`` atomically (tensors moved to the CPU); a reader does not."""
+        if not self.writer:
+            return
+
         def cpu(v):
             if torch.is_tensor(v):
                 return v.detach().cpu()
@@ -124,4 +132,5 @@ class SolveStore:
 
     def clear(self) -> None:
         """Remove the folder (the reconstruction's outputs are written)."""
-        shutil.rmtree(self.folder, ignore_errors=True)
+        if self.writer:
+            shutil.rmtree(self.folder, ignore_errors=True)

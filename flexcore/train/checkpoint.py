@@ -33,12 +33,15 @@ def file_sha256(path) -> str:
     return h.hexdigest()
 
 
-def rng_state() -> dict:
+def rng_state(cuda: bool = True) -> dict:
+    """This process's RNG states; ``cuda=False`` leaves out the CUDA ones (reading those
+    of every GPU would open a context on each, which a rank of a data-parallel run must
+    not do)."""
     return {
         "torch": torch.get_rng_state(),
         "numpy": np.random.get_state(),
         "python": random.getstate(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else None,
+        "cuda": torch.cuda.get_rng_state_all() if cuda and torch.cuda.is_available() else None,
     }
 
 

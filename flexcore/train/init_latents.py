@@ -16,6 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..utils import distributed as ddp
 from ..utils.logging import get_logger
 
 log = get_logger("flexcore.train.init")
@@ -42,32 +43,42 @@ def deformation_gradients(renderer, data, volume, k_max, noise_var, idx, device,
 
 def gradient_pca_latents(renderer, data, volume, k_max, noise_var, k: int, device,
                          n_vertices: int, max_fit: int = 8000, seed: int = 0) -> np.ndarray:
-    """Initial latents ``(N, k)`` from the principal components of deformation gradients.
+    """Initial latents ``(N, k)`` of all ``N`` prepared particles, in their order, from the
+    principal components of deformation gradients.
 
     The components are fitted on at most ``max_fit`` particles (a seeded random subset),
-    then every particle is projected onto them.
+    then every particle is projected onto them. Under torchrun each rank computes the
+    gradients of the particles it holds (``data`` is its shard); rank 0 fits the
+    components on all ranks' fit gradients and sends them to every rank, and the
+    projections are put back in particle order, so every rank returns the same ``(N, k)``.
     """
-    n = len(data)
+    n = data.n_total or len(data)
     rng = np.random.default_rng(seed)
     fit_idx = np.sort(rng.permutation(n)[:max_fit]) if n > max_fit else np.arange(n)
-    g = deformation_gradients(renderer, data, volume, k_max, noise_var, fit_idx, device,
-                              n_vertices).double()
-    mean = g.mean(0, keepdim=True)
-    _, s, v = torch.svd_lowrank(g - mean, q=min(k + 10, min(g.shape)), niter=4)
-    comps = v[:, :k]  # (3Nv, k)
+    local_fit = data.positions_of(fit_idx)  # positions in the held rows
+    g_local = deformation_gradients(renderer, data, volume, k_max, noise_var, local_fit, device,
+                                    n_vertices).double()
+    g = ddp.assemble_rows(g_local, np.searchsorted(fit_idx, data.rows[local_fit]), len(fit_idx))
+    mean = torch.zeros((1, g.shape[1]), dtype=torch.float64)
+    comps = torch.zeros((g.shape[1], k), dtype=torch.float64)
+    if ddp.is_main():
+        mean = g.mean(0, keepdim=True)
+        _, s, v = torch.svd_lowrank(g - mean, q=min(k + 10, min(g.shape)), niter=4)
+        comps = v[:, :k]  # (3Nv, k)
+        log.info("latents initialised from deformation-gradient PCA (%d particles): singular "
+                 "values %s", len(fit_idx), np.array2string(s.numpy()[: k + 3], precision=1))
+    del g
+    mean, comps = ddp.broadcast_(mean), ddp.broadcast_(comps)
     if n > max_fit:
         parts = []
-        for start in range(0, n, max_fit):
-            idx = np.arange(start, min(n, start + max_fit))
+        for start in range(0, len(data), max_fit):
+            idx = np.arange(start, min(len(data), start + max_fit))
             gi = deformation_gradients(renderer, data, volume, k_max, noise_var, idx, device,
                                        n_vertices).double()
             parts.append((gi - mean) @ comps)
-        z = torch.cat(parts)
+        z_local = torch.cat(parts)
     else:
-        z = (g - mean) @ comps
-    z = z.numpy()
+        z_local = (g_local - mean) @ comps
+    z = ddp.assemble_rows(z_local, data.rows, n).numpy()
     z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12) * 0.5
-    sv = s.numpy()
-    log.info("latents initialised from deformation-gradient PCA (%d particles): singular "
-             "values %s", len(fit_idx), np.array2string(sv[: k + 3], precision=1))
     return np.clip(z, -1.4, 1.4).astype(np.float32)

@@ -1,4 +1,16 @@
-"""The training loop: latent inference, joint θ/V updates, validation, checkpoints."""
+"""The training loop: latent inference, joint θ/V updates, validation, checkpoints.
+
+Data parallel under torchrun (:mod:`flexcore.utils.distributed`): every rank holds a fixed
+shard of the particles (:func:`~flexcore.utils.distributed.shard_rows`), their images and
+their latents, and infers those latents itself. Per step each rank takes its share of
+``batch_size`` from its shard; each rank's loss is its particles' NLL sum divided by the
+particles of the whole step (and its share of the rigidity sub-batch's penalty divided
+by the whole sub-batch), so the θ and V gradients summed over ranks are those of the
+single-process loss on the union of the ranks' batches, and every rank takes the same
+Adam step. Validation sums are added over ranks; the latents are put back in particle
+order for checkpoints, which are therefore the same whatever the number of ranks.
+Without torchrun, one process holds everything and the loop is the single-process one.
+"""
 
 from __future__ import annotations
 
@@ -9,8 +21,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import ConfigError
 from ..model.flow import FlowGenerator
 from ..model.priors import inject_noise, rigidity_penalty
+from ..utils import distributed as ddp
 from ..utils.logging import get_logger
 from .checkpoint import file_sha256, rng_state, save_checkpoint, set_rng_state
 from .config import TrainConfig
@@ -24,14 +38,13 @@ log = get_logger("flexcore.train")
 
 
 def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        from ..errors import ConfigError
+    """The training device for ``train.device`` (under torchrun, the rank's own GPU)."""
+    return ddp.resolve_device(name, "train.device")
 
-        raise ConfigError(f"train.device = {name!r} but no CUDA device is available")
-    return dev
+
+def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
+    """Seed of an epoch's random draws (order, candidates) on ``rank``."""
+    return seed * 100_003 + epoch + 1_000_003 * rank
 
 
 def self_init_sd(cfg: TrainConfig) -> float:
@@ -59,7 +72,13 @@ class Trainer:
         self.mesh_sha = file_sha256(mesh_path) if mesh_path else None
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        n, k = len(data), cfg.latent_dim
+        self.distributed = ddp.is_distributed()
+        if cfg.batch_size < ddp.world_size():
+            raise ConfigError(f"train.batch_size = {cfg.batch_size}: must be at least the number "
+                              f"of ranks ({ddp.world_size()})")
+        n, k = data.n_total or len(data), cfg.latent_dim
+        self.n_total = n
+        self.rows = data.rows if data.rows is not None else np.arange(n)  # held particles
         dev = self.device
         self.flow = FlowGenerator(k, mesh.n_vertices, cfg.hidden_units, cfg.n_layers).to(dev)
         vol = init_volume if init_volume is not None else np.zeros((data.box,) * 3, np.float32)
@@ -69,12 +88,14 @@ class Trainer:
             z = standardise_latents(init_latents, cfg.latent_limit)
         else:
             z = np.clip(rng.normal(0.0, self_init_sd(cfg), size=(n, k)), -1.2, 1.2).astype(np.float32)
-        self.latents = torch.as_tensor(z)
+        self.latents = torch.as_tensor(z[self.rows])  # (held particles, K)
         n_val = 0 if cfg.validation_fraction == 0 else max(8, int(round(cfg.validation_fraction * n)))
         n_val = min(n_val, max(0, n - cfg.batch_size))
         perm = rng.permutation(n)
+        # the split is global (prepared-particle indices); local_* are positions in the shard
         self.val_idx = np.sort(perm[:n_val])
         self.train_idx = np.sort(perm[n_val:])
+        self._localise_split()
         self.opt_flow = torch.optim.Adam(self.flow.parameters(), lr=cfg.lr_flow_start)
         self.opt_density = torch.optim.Adam([self.volume], lr=cfg.lr_density_start)
         self.points = torch.as_tensor(mesh.points, dtype=torch.float32, device=dev)
@@ -99,7 +120,17 @@ class Trainer:
             r = self.renderer(plan["box"])
             self.latents = torch.as_tensor(gradient_pca_latents(
                 r, data, self.volume, plan["k_max"], r.noise_var(self.noise_var), k, dev,
-                mesh.n_vertices, seed=cfg.seed))
+                mesh.n_vertices, seed=cfg.seed)[self.rows])
+
+    def _localise_split(self) -> None:
+        """Positions in the held rows of this rank's training and validation particles."""
+        self.local_train = self.data.positions_of(self.train_idx)
+        self.local_val = self.data.positions_of(self.val_idx)
+
+    def global_latents(self) -> torch.Tensor:
+        """Every particle's latent ``(N, K)`` in prepared-particle order (a collective
+        under torchrun: every rank must call it)."""
+        return ddp.assemble_rows(self.latents, self.rows, self.n_total).clone()
 
     # ----------------------------------------------------------------- helpers
     def renderer(self, box: int) -> Renderer:
@@ -112,6 +143,34 @@ class Trainer:
     def _rigidity(self, disp: torch.Tensor) -> torch.Tensor:
         sub = disp[: self.cfg.rigidity_subsample]
         return rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w, sub).mean()
+
+    def _step_sizes(self, n_local: int) -> tuple[int, int, list[int], list[int]]:
+        """Batch and rigidity sub-batch of this rank, number of steps of the epoch, and per
+        step the particles and rigidity images of the whole step (all ranks)."""
+        cfg = self.cfg
+        if not self.distributed:
+            n_steps = math.ceil(n_local / cfg.batch_size)
+            sizes = [min(cfg.batch_size, n_local - b * cfg.batch_size) for b in range(n_steps)]
+            return cfg.batch_size, cfg.rigidity_subsample, sizes, \
+                [min(cfg.rigidity_subsample, s) for s in sizes]
+        world = ddp.world_size()
+        counts = ddp.per_rank(n_local)
+        bs = [ddp.share(cfg.batch_size, world, r) for r in range(world)]
+        sub = [ddp.share(cfg.rigidity_subsample, world, r) for r in range(world)]
+        n_steps = max(math.ceil(int(c) / b) for c, b in zip(counts, bs))
+        step_n, step_sub = [], []
+        for b in range(n_steps):
+            part = [max(0, min(bs[r], int(counts[r]) - b * bs[r])) for r in range(world)]
+            step_n.append(sum(part))
+            step_sub.append(sum(min(sub[r], part[r]) for r in range(world)))
+        me = ddp.rank()
+        return bs[me], sub[me], step_n, step_sub
+
+    def _sync_parameters(self) -> None:
+        """Rank 0's θ and V on every rank (they agree already; this keeps them so)."""
+        with torch.no_grad():
+            for p in [*self.flow.parameters(), self.volume]:
+                ddp.broadcast_(p)
 
     def epoch_plan(self, epoch: int) -> dict:
         cfg = self.cfg
@@ -139,6 +198,38 @@ class Trainer:
         first = 1 if self.latents_from_data else 0
         return first <= epoch < first + 2
 
+    def step_loss(self, r: Renderer, canon, z, observed, rot, ctf, shifts, band, noise_var,
+                  n_step: int, n_sub: int, sub: int):
+        """This rank's part of one step's θ/V loss: ``(loss, nll, rigidity)``.
+
+        ``z (B, K)`` are the (noise-injected) latents of this rank's ``B`` particles of the
+        step, ``observed``, ``rot``, ``ctf``, ``shifts`` their data at the working box. The
+        whole step has ``n_step`` particles over all ranks, ``n_sub`` of which enter the
+        rigidity penalty (this rank's first ``sub``). A single process returns the batch
+        means (rigidity over the first ``rigidity_subsample`` images). Under torchrun each
+        rank returns its sums divided by the step's counts, so the losses — and θ and V
+        gradients — summed over ranks are those of the mean over the union batch: the
+        rigidity prior is counted once, not once per rank.
+        """
+        cfg, dev = self.cfg, self.device
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
+                            enabled=cfg.amp and dev.type == "cuda"):
+            disp = self.flow(z)
+        disp = disp.float()
+        spec = r.spectra(canon, disp, rot, ctf, shifts)
+        per_image = r.model.nll(spec, observed, band, noise_var)
+        rig = torch.zeros((), device=dev)
+        if not self.distributed:
+            nll = per_image.mean()
+            if cfg.rigidity_lambda > 0:
+                rig = self._rigidity(disp)
+        else:
+            nll = per_image.sum() / n_step
+            if cfg.rigidity_lambda > 0 and sub > 0:
+                rig = rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w,
+                                       disp[:sub]).sum() / n_sub
+        return nll + cfg.rigidity_lambda * rig, nll, rig
+
     # ----------------------------------------------------------------- one epoch
     def run_epoch(self) -> dict:
         cfg, dev, epoch = self.cfg, self.device, self.epoch
@@ -150,18 +241,30 @@ class Trainer:
             g["lr"] = plan["lr_flow"]
         for g in self.opt_density.param_groups:
             g["lr"] = plan["lr_density"]
-        gen = torch.Generator().manual_seed(cfg.seed * 100_003 + epoch)
-        order = self.train_idx[torch.randperm(len(self.train_idx), generator=gen).numpy()]
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, ddp.rank()))
+        if self.distributed:  # each rank's own noise-injection stream, re-derived each epoch
+            torch.manual_seed(2**40 + epoch_seed(cfg.seed, epoch, ddp.rank()))
+            self._sync_parameters()
+        order = self.local_train[torch.randperm(len(self.local_train), generator=gen).numpy()]
+        batch, sub, step_n, step_sub = self._step_sizes(len(order))
+        params = [*self.flow.parameters(), self.volume]
         inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
                                     cfg.latent_limit, amp=cfg.amp)
         t0 = time.time()
         sums = {"nll": 0.0, "rigidity": 0.0, "n": 0}
-        n_batches = math.ceil(len(order) / cfg.batch_size)
+        n_batches = len(step_n)
         log.info("epoch %d/%d: resolution %.1f Å (k_max %.3f/px), working box %d (%d voxels), "
                  "lr flow %.2g density %.2g", epoch + 1, cfg.total_epochs, plan["resolution_A"],
                  plan["k_max"], plan["box"], r.n_voxels, plan["lr_flow"], plan["lr_density"])
         for b in range(n_batches):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            idx = order[b * batch:(b + 1) * batch]
+            self.opt_flow.zero_grad(set_to_none=True)
+            self.opt_density.zero_grad(set_to_none=True)
+            if len(idx) == 0:  # this rank's shard is used up; it still joins the step
+                ddp.all_reduce_grads(params)
+                self.opt_flow.step()
+                self.opt_density.step()
+                continue
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
             # one band-limited map per batch: frozen (detached) for inference, live for θ/V
@@ -175,21 +278,14 @@ class Trainer:
                 self.flow.requires_grad_(True)
             z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,
                                    generator=None)
-            with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
-                                enabled=cfg.amp and dev.type == "cuda"):
-                disp = self.flow(z_noisy)
-            disp = disp.float()
-            spec = r.spectra(canon, disp, rot, ctf, shifts)
-            nll = r.model.nll(spec, obs, band, noise_var).mean()
-            rig = self._rigidity(disp) if cfg.rigidity_lambda > 0 else torch.zeros((), device=dev)
-            loss = nll + cfg.rigidity_lambda * rig
-            self.opt_flow.zero_grad(set_to_none=True)
-            self.opt_density.zero_grad(set_to_none=True)
+            loss, nll, rig = self.step_loss(r, canon, z_noisy, obs, rot, ctf, shifts, band,
+                                            noise_var, step_n[b], step_sub[b], sub)
             loss.backward()
+            ddp.all_reduce_grads(params)
             self.opt_flow.step()
             self.opt_density.step()
-            sums["nll"] += float(nll.detach()) * len(idx)
-            sums["rigidity"] += float(rig.detach()) * len(idx)
+            sums["nll"] += float(nll.detach()) * step_n[b]
+            sums["rigidity"] += float(rig.detach()) * step_n[b]
             sums["n"] += len(idx)
             if (b + 1) % cfg.log_every == 0 or b + 1 == n_batches:
                 el = time.time() - t0
@@ -198,6 +294,10 @@ class Trainer:
                 log.info("  epoch %d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
                          "epoch ETA %.0f s", epoch + 1, b + 1, n_batches, sums["nll"] / sums["n"],
                          sums["rigidity"] / sums["n"], rate, eta)
+        if self.distributed:  # the epoch's sums over every rank's particles
+            sums["nll"], sums["rigidity"], n_all = ddp.sum_floats(sums["nll"], sums["rigidity"],
+                                                                  sums["n"])
+            sums["n"] = int(n_all)
         # coefficients in the band (each of the full FFT once): the NLL grows with their
         # number, so the loss plot divides by it (≈ ½ per coefficient at the noise level)
         n_coeff = float(((band > 0) * r.model.half_weight).sum())
@@ -223,8 +323,8 @@ class Trainer:
         self.flow.requires_grad_(False)
         with torch.no_grad():
             canon = r.canonical(self.volume, plan["k_max"])
-        for s in range(0, len(self.val_idx), cfg.batch_size):
-            idx = self.val_idx[s:s + cfg.batch_size]
+        for s in range(0, len(self.local_val), cfg.batch_size):
+            idx = self.local_val[s:s + cfg.batch_size]
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
             if not cfg.freeze_latents:
@@ -238,6 +338,8 @@ class Trainer:
                 full += float(r.model.nll(spec_f, obs, band, noise_var).sum())
                 rigid += float(r.model.nll(spec_r, obs, band, noise_var).sum())
         self.flow.requires_grad_(True)
+        if self.distributed:
+            full, rigid = ddp.sum_floats(full, rigid)
         n = len(self.val_idx)
         log.info("  validation (%d particles): nll with flow %.3f, rigid %.3f (gain %.3f per "
                  "particle)", n, full / n, rigid / n, (rigid - full) / n)
@@ -245,15 +347,17 @@ class Trainer:
 
     # ----------------------------------------------------------------- state
     def state_dict(self) -> dict:
+        """Everything a checkpoint holds, independent of the number of ranks (a collective
+        under torchrun: every rank must call it)."""
         return {
             "epoch": self.epoch,
             "config": self.cfg.to_dict(),
             "flow": self.flow.state_dict(),
             "volume": self.volume.detach().cpu(),
-            "latents": self.latents.clone(),
+            "latents": self.global_latents(),
             "opt_flow": self.opt_flow.state_dict(),
             "opt_density": self.opt_density.state_dict(),
-            "rng": rng_state(),
+            "rng": rng_state(cuda=not self.distributed),
             "train_idx": self.train_idx, "val_idx": self.val_idx,
             "history": self.history,
             "mesh_path": self.mesh_path, "mesh_sha256": self.mesh_sha,
@@ -267,16 +371,19 @@ class Trainer:
         self.flow.load_state_dict(state["flow"])
         with torch.no_grad():
             self.volume.copy_(state["volume"].to(self.device))
-        self.latents = state["latents"].clone()
+        self.latents = state["latents"][torch.as_tensor(self.rows)].clone()
         self.opt_flow.load_state_dict(state["opt_flow"])
         self.opt_density.load_state_dict(state["opt_density"])
         self.train_idx, self.val_idx = state["train_idx"], state["val_idx"]
+        self._localise_split()
         self.history = list(state["history"])
-        set_rng_state(state["rng"])
+        if not self.distributed:  # ranks re-derive their streams from (seed, epoch, rank)
+            set_rng_state(state["rng"])
 
-    def save(self) -> Path:
-        """Write ``checkpoint_epochNNN.pt`` and ``checkpoint_last.pt`` (both atomic)."""
-        state = self.state_dict()
+    def save(self, state: dict | None = None) -> Path:
+        """Write ``checkpoint_epochNNN.pt`` and ``checkpoint_last.pt`` (both atomic) from
+        ``state`` (default: :meth:`state_dict`)."""
+        state = self.state_dict() if state is None else state
         ck = self.out / "checkpoints"
         path = ck / f"checkpoint_epoch{self.epoch:03d}.pt"
         save_checkpoint(path, state)

@@ -149,8 +149,13 @@ def mesh_parameters():
 
 
 def training_parameters():
-    """The TrainConfig dict for flexcore.train.run_train (config train)."""
-    return dict(config["train"])
+    """The TrainConfig dict for flexcore.train.run_train (config train without gpus)."""
+    return {k: v for k, v in config["train"].items() if k != "gpus"}
+
+
+def job_gpus(section):
+    """GPUs a job of section (train, reconstruct) asks for: its data-parallel ranks."""
+    return config[section]["gpus"]
 
 
 def training_user_files(wildcards):
@@ -198,7 +203,8 @@ def generate_parameters():
 
 def reconstruct_parameters():
     """Keyword arguments of flexcore.recon.step.run_reconstruct besides the files."""
-    params = {k: v for k, v in config["reconstruct"].items() if k != "enabled"}
+    workflow_keys = ("enabled", "gpus", "split_jobs")
+    params = {k: v for k, v in config["reconstruct"].items() if k not in workflow_keys}
     params["scratch_dir"] = params["scratch_dir"] or None
     return params
 
@@ -247,6 +253,32 @@ def localres_parameters():
 def reconstruction_kinds():
     """flex, and noflex when the rigid baseline is reconstructed."""
     return ["flex", "noflex"] if config["reconstruct"]["rigid_baseline"] else ["flex"]
+
+
+def reconstruct_half_parameters():
+    """Keyword arguments of flexcore.recon.split_step.run_reconstruct_half (one solve)."""
+    params = reconstruct_parameters()
+    return {k: v for k, v in params.items() if k not in ("rigid_baseline", "bfactor")}
+
+
+def solve_files(wildcards):
+    """With reconstruct.split_jobs, the reconstruct job's inputs: the half map and record
+    of every solve (flex, and noflex with the rigid baseline; halves A and B), each made
+    by a reconstruct_half job. Without it, nothing (one job solves them all)."""
+    if not config["reconstruct"]["split_jobs"]:
+        return {}
+    kinds = reconstruction_kinds()
+    folder = f"results/{wildcards.dataset}/reconstruct/halves"
+    solves = [(kind, half) for half in ("A", "B") for kind in kinds]
+    return {
+        "solve_maps": [f"{folder}/{k}_map_half_{h}.mrc" for k, h in solves],
+        "solve_records": [f"{folder}/{k}_half_{h}.json" for k, h in solves],
+    }
+
+
+def reconstruct_job_gpus(wildcards, input):
+    """GPUs of a reconstruct job: none when it only combines the reconstruct_half solves."""
+    return 0 if "solve_records" in input.keys() else job_gpus("reconstruct")
 
 
 def evaluation_wanted():

@@ -1,5 +1,38 @@
+# One solve (flex or noflex, half A or B) per job; only asked for with
+# reconstruct.split_jobs, when the reconstruct job combines the four.
+rule reconstruct_half:
+    input:
+        checkpoint="results/{dataset}/train/model.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+        prep_info="results/{dataset}/prep/prep.json",
+        particles="results/{dataset}/prep/particles.star",
+        source_particles=source_particles,
+    output:
+        map=temp("results/{dataset}/reconstruct/halves/{kind}_map_half_{half}.mrc"),
+        record=temp("results/{dataset}/reconstruct/halves/{kind}_half_{half}.json"),
+    log:
+        "results/{dataset}/logs/reconstruct_{kind}_half_{half}.log",
+    benchmark:
+        "results/{dataset}/benchmarks/reconstruct_{kind}_half_{half}.tsv"
+    wildcard_constraints:
+        kind="flex|noflex",
+        half="A|B",
+    conda:
+        "../../envs/flexcore-cuda.yaml"
+    threads: 4
+    resources:
+        gpu=job_gpus("reconstruct"),
+        mem_mb=32000,
+        runtime=480,
+    params:
+        reconstruct=reconstruct_half_parameters(),
+    script:
+        "../scripts/reconstruct_half.py"
+
+
 rule reconstruct:
     input:
+        unpack(solve_files),
         checkpoint="results/{dataset}/train/model.pt",
         mesh="results/{dataset}/mesh/mesh.npz",
         prep_info="results/{dataset}/prep/prep.json",
@@ -28,7 +61,7 @@ rule reconstruct:
         "../../envs/flexcore-cuda.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=reconstruct_job_gpus,
         mem_mb=32000,
         runtime=480,
     params:

@@ -8,6 +8,11 @@ from snakemake.utils import Paramspace
 
 def sweep_stage_of(name):
     """'train' or 'mesh': the config section a swept parameter belongs to."""
+    if name == "gpus":
+        fail_config(
+            "sweep.parameters.gpus",
+            "is how many GPUs a job uses, not a parameter a sweep can vary",
+        )
     stages = [s for s in ("train", "mesh") if name in config[s]]
     if not stages:
         fail_config(
@@ -95,7 +100,7 @@ def sweep_training_parameters(wildcards):
     point = sweep_point(wildcards)
     return {
         **training_parameters(),
-        **{k: v for k, v in point.items() if k in config["train"]},
+        **{k: v for k, v in point.items() if k in training_parameters()},
     }
 
 

@@ -37,7 +37,7 @@ rule train:
         "../../envs/flexcore-cuda.yaml"
     threads: 4
     resources:
-        gpu=1,
+        gpu=job_gpus("train"),
         mem_mb=16000,
         runtime=720,
     params:
