@@ -28,6 +28,7 @@ from .fourier import center_crop
 from .fsc import format_resolution, fsc_curve, resolution_at, shell_frequencies
 from .generate import VolumeDeformer
 from .io import read_map, read_particles
+from .recon.outputs import format_fsc_axes
 from .train.trained import load_trained_model
 from .utils.atomic import write_text_atomic
 from .utils.figures import new_figure, save_png
@@ -137,11 +138,7 @@ def write_reconstruction_evaluation(record: dict, out_dir) -> None:
                   f"states\n(mean over the signal shells: flex {record['mean_fsc_moving_flex']:.3f}, "
                   f"rigid {record['mean_fsc_moving_rigid']:.3f})", fontsize=9)
     for a in (ax, ax2):
-        a.set_xlabel("spatial frequency (1/Å)")
-        a.set_ylabel("FSC")
-        a.set_ylim(-0.1, 1.05)
-        a.set_xlim(0, freqs[-1])
-        a.grid(alpha=0.3)
+        format_fsc_axes(a, freqs, resolution_axis=False)
         a.legend(fontsize=7, loc="lower left")
     fig.tight_layout()
     save_png(fig, out / "moving_fsc.png")

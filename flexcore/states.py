@@ -30,7 +30,7 @@ from .errors import InputFileError
 from .fsc import format_resolution, fsc_curve, resolution_at, shell_frequencies
 from .generate import VolumeDeformer
 from .io import read_latent_points, read_map, write_map
-from .recon.outputs import sharpen, write_fsc_table
+from .recon.outputs import format_fsc_axes, sharpen, write_fsc_table
 from .train.trained import load_trained_model
 from .utils.atomic import write_text_atomic
 from .utils.figures import new_figure, save_png
@@ -179,11 +179,7 @@ def plot_state_fsc(path, curves: dict[str, np.ndarray], rows: list[dict], box: i
         ax.plot(freqs[1:], curves[names[i]][1:], color=f"C{j % 10}",
                 label=f"{names[i]}: {format_resolution(r['fsc0143_A'])}")
     ax.axhline(0.143, color="tab:red", lw=0.8, ls=":")
-    ax.set_xlabel("spatial frequency (1/Å)")
-    ax.set_ylabel("FSC of the deformed half maps")
-    ax.set_ylim(-0.1, 1.05)
-    ax.set_xlim(0, freqs[-1])
-    ax.grid(alpha=0.3)
+    format_fsc_axes(ax, freqs, "FSC of the deformed half maps", resolution_axis=False)
     ax.legend(fontsize=7, loc="upper right")
     ax.set_title(f"per-state maps ({len(names)} states{'' if len(picks) == len(names) else ', 12 shown'})",
                  fontsize=10)

@@ -6,6 +6,7 @@ import numpy as np
 
 from ..fsc import format_resolution, shell_frequencies
 from ..mesh.plots import central_slices
+from ..recon.outputs import format_fsc_axes
 from ..utils.figures import new_figure, save_png
 
 _REGION_COLOURS = {"whole": "tab:blue", "moving": "tab:red", "middle": "tab:orange",
@@ -33,16 +34,7 @@ def plot_region_fsc(path, curves: dict, resolutions: dict, box: int, pixel_size_
                         lw=2.0 if region == "moving" else 1.3,
                         label=f"{region}, {label}: {format_resolution(resolutions[key])}")
     ax.axhline(0.143, color="0.3", lw=0.8, ls=":")
-    ax.set_xlabel("spatial frequency (1/Å)")
-    ax.set_ylabel("half-map FSC inside the region")
-    ax.set_ylim(-0.1, 1.05)
-    ax.set_xlim(0, freqs[-1])
-    sec = ax.secondary_xaxis("top", functions=(lambda f: f, lambda f: f))
-    ticks = [t for t in ax.get_xticks() if 0 < t <= freqs[-1]]
-    sec.set_xticks(ticks)
-    sec.set_xticklabels([f"{1 / t:.1f}" for t in ticks])
-    sec.set_xlabel("resolution (Å)")
-    ax.grid(alpha=0.3)
+    format_fsc_axes(ax, freqs, "half-map FSC inside the region")
     ax.legend(fontsize=7, loc="upper right", ncol=1 if len(regions) <= 4 else 2)
     ax.set_title(title, fontsize=9)
     _save(fig, path)

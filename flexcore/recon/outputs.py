@@ -37,6 +37,24 @@ def write_fsc_table(path, curves: dict[str, np.ndarray], box: int, pixel_size_A:
     write_text_atomic(path, "\n".join(lines) + "\n")
 
 
+def format_fsc_axes(ax, freqs: np.ndarray, ylabel: str = "FSC",
+                    resolution_axis: bool = True) -> None:
+    """Axes of an FSC plot: spatial frequency (1/Å) along x up to ``freqs[-1]`` (Nyquist),
+    FSC from −0.1 to 1.05, a light grid and, with ``resolution_axis``, the resolution (Å)
+    along the top."""
+    ax.set_xlabel("spatial frequency (1/Å)")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(-0.1, 1.05)
+    ax.set_xlim(0, freqs[-1])
+    if resolution_axis:
+        sec = ax.secondary_xaxis("top", functions=(lambda f: f, lambda f: f))
+        ticks = [t for t in ax.get_xticks() if 0 < t <= freqs[-1]]
+        sec.set_xticks(ticks)
+        sec.set_xticklabels([f"{1 / t:.1f}" for t in ticks])
+        sec.set_xlabel("resolution (Å)")
+    ax.grid(alpha=0.3)
+
+
 def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float], box: int,
              pixel_size_A: float, title: str) -> None:
     """FSC curves against frequency with the 0.143 line; the legend gives each resolution.
@@ -51,18 +69,9 @@ def plot_fsc(path, curves: dict[str, np.ndarray], resolutions: dict[str, float],
                 label=f"{name.replace('_', ' ')}: {format_resolution(resolutions[name])}")
     ax.axhline(0.143, color="tab:red", lw=0.8, ls=":")
     ax.text(freqs[1], 0.16, "0.143", color="tab:red", fontsize=8)
-    ax.set_xlabel("spatial frequency (1/Å)")
-    ax.set_ylabel("FSC")
-    ax.set_ylim(-0.1, 1.05)
-    ax.set_xlim(0, freqs[-1])
-    sec = ax.secondary_xaxis("top", functions=(lambda f: f, lambda f: f))
-    ticks = [t for t in ax.get_xticks() if 0 < t <= freqs[-1]]
-    sec.set_xticks(ticks)
-    sec.set_xticklabels([f"{1 / t:.1f}" for t in ticks])
-    sec.set_xlabel("resolution (Å)")
+    format_fsc_axes(ax, freqs)
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8, loc="upper right")
-    ax.grid(alpha=0.3)
     save_png(fig, path, dpi=110, bbox_inches="tight")
 
 
