@@ -121,3 +121,31 @@ def test_a_reconstruction_with_nan_voxels_writes_no_maps(tmp_path):
     with pytest.raises(FlexcoreError, match="flex reconstruction of half B has NaN"):
         write_outputs(tmp_path, {"flex": [good, bad]}, {}, good, 2.0, None)
     assert not list(tmp_path.iterdir())
+
+
+def test_each_image_is_checked_once_however_often_it_is_read(sim, tmp_path, monkeypatch):
+    """The reconstruction streams every image once per L-BFGS pass: the pixel check runs the
+    first time an image is read, not again, and still refuses a bad image met later."""
+    import flexcore.io.particles as particles_module
+    from flexcore.io import ImageSource, read_particles
+
+    bad = 150
+    star = spoiled_copy(sim, tmp_path / "data", lambda images: images.__setitem__(bad, 0.0))
+    checked = []
+    real = particles_module.check_images
+
+    def counting(images, *args, **kwargs):
+        checked.append(len(images))
+        return real(images, *args, **kwargs)
+
+    monkeypatch.setattr(particles_module, "check_images", counting)
+    source = ImageSource(read_particles(star))
+    first = source.read(np.arange(0, 100))
+    again = source.read(np.arange(50, 120))  # 50 already checked, 20 new
+    np.testing.assert_array_equal(again[:50], first[50:])
+    assert checked == [100, 20]
+    source.read(np.arange(0, 120))
+    assert checked == [100, 20]  # nothing new: no check
+    with pytest.raises(InputFileError, match=f"image {bad + 1} .* is all zero"):
+        source.read(np.arange(140, 160))
+    source.close()

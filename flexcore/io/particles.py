@@ -285,9 +285,10 @@ class ImageSource:
 
     ``root`` resolves relative image paths (by default the metadata file's folder; see
     :func:`resolve_image_path` for the other places searched, ``table.project_dir`` first).
-    Every batch read is checked for unusable images (:func:`~flexcore.io.pixels.check_images`:
-    NaN/infinite pixels, constant or all-zero images), naming the stack, the image and the
-    metadata row.
+    Every image is checked for being unusable the first time it is read
+    (:func:`~flexcore.io.pixels.check_images`: NaN/infinite pixels, constant or all-zero
+    images), naming the stack, the image and the metadata row; reading it again (the
+    reconstruction streams each half once per L-BFGS pass) does not check it again.
     """
 
     def __init__(self, table: ParticleTable, root: str | Path | None = None):
@@ -297,6 +298,7 @@ class ImageSource:
         )
         self._readers: dict[str, StackReader] = {}
         self._resolved: dict[str, Path] = {}
+        self._checked = np.zeros(len(table), dtype=bool)  # rows whose pixels passed
 
     def _resolve(self, name: str) -> Path:
         if name in self._resolved:
@@ -339,8 +341,15 @@ class ImageSource:
             order = np.argsort(within[sel])
             reader = self.reader(str(name))
             imgs = reader.read(within[sel][order])
-            check_images(imgs, reader.path, within[sel][order], rows=idx[sel][order],
-                         metadata=self.table.source_path)
+            rows = idx[sel][order]
+            new = ~self._checked[rows]
+            if new.all():
+                check_images(imgs, reader.path, within[sel][order], rows=rows,
+                             metadata=self.table.source_path)
+            elif new.any():
+                check_images(imgs[new], reader.path, within[sel][order][new], rows=rows[new],
+                             metadata=self.table.source_path)
+            self._checked[rows] = True
             if out is None:
                 out = np.empty((len(idx),) + imgs.shape[1:], dtype=np.float32)
             out[sel[order]] = imgs
