@@ -31,12 +31,12 @@ import torch
 
 from flexcore.cli.reconstruct import command_line as reconstruct_command
 from flexcore.cli.train import command_line as train_command
-from flexcore.fourier import fourier_crop
-from flexcore.io import read_map, write_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.utils.launch import torchrun_command
+from flexcore.core.fourier import fourier_crop
+from flexcore.core.io import read_map, write_map
+from flexcore.core.utils.launch import torchrun_command
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
 
 
 def run(cmd: list[str], log: Path) -> float:

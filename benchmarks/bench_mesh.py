@@ -18,10 +18,10 @@ import time
 import numpy as np
 import torch
 
-from flexcore.mesh import blob_map, locate_voxels, mask_from_map, rigidity_weights
-from flexcore.mesh.core import TetMesh
-from flexcore.mesh.regular import regular_mesh
-from flexcore.mesh.solvent import lowpassed
+from flexcore.core.mesh import blob_map, locate_voxels, mask_from_map, rigidity_weights
+from flexcore.core.mesh.core import TetMesh
+from flexcore.core.mesh.regular import regular_mesh
+from flexcore.core.mesh.solvent import lowpassed
 
 BOX_A = 256.0
 

@@ -29,9 +29,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flexcore.mesh.synthetic import lattice_geometry
-from flexcore.ops import VoxelGeometry
-from flexcore.ops.reference import splat_project_reference
+from flexcore.core.mesh.synthetic import lattice_geometry
+from flexcore.core.ops import VoxelGeometry
+from flexcore.core.ops.reference import splat_project_reference
 
 N_CELLS = 20
 
@@ -119,7 +119,7 @@ def time_op(op, prob: Problem, sets, backward: bool, grad_disp: bool, warmup: in
 
 
 def kernel_op(tuning):
-    from flexcore.ops.cuda import splat_project_cuda
+    from flexcore.core.ops.cuda import splat_project_cuda
 
     def op(*args):
         return splat_project_cuda(*args, tuning=tuning)
@@ -133,7 +133,7 @@ def reference_op(*args):
 
 def sweep_tunings(prob: Problem, b: int, grad_disp: bool):
     """Auto, then one knob at a time away from auto."""
-    from flexcore.ops.cuda import SplatTuning, build_slot_layout, launch_plan
+    from flexcore.core.ops.cuda import SplatTuning, build_slot_layout, launch_plan
 
     layout = build_slot_layout(prob.geometry.vertex_index)
     plan = launch_plan(b, prob.size, layout.n_tiles, layout.piece_len, has_disp=True,
@@ -184,7 +184,7 @@ def bench_size(prob: Problem, b: int, args, impls, rows, meta, grad_disp=True):
             torch.cuda.empty_cache()
         record(rows, row, args, meta)
     if "kernel" in impls:
-        from flexcore.ops.cuda import SplatTuning, build_slot_layout, launch_plan
+        from flexcore.core.ops.cuda import SplatTuning, build_slot_layout, launch_plan
 
         configs = (sweep_tunings(prob, b, grad_disp) if args.sweep else
                    [("auto", SplatTuning())] + [(f"path={p}", SplatTuning(path=p))
@@ -294,7 +294,7 @@ def main(argv=None) -> int:
             devices.remove("cuda")
         else:
             meta["gpu"] = torch.cuda.get_device_name(0)
-            from flexcore.ops.cuda import load_extension
+            from flexcore.core.ops.cuda import load_extension
 
             meta["extension"] = load_extension() is not None
     for dev in devices:

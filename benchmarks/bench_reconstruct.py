@@ -38,14 +38,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from flexcore.fourier import fourier_crop
-from flexcore.io import read_map, read_particles, write_map, write_star
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train.config import TrainConfig
-from flexcore.train.data import TrainingData
-from flexcore.train.trainer import Trainer
+from flexcore.core.fourier import fourier_crop
+from flexcore.core.io import read_map, read_particles, write_map, write_star
+from flexcore.core.train_config import TrainConfig
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train.data import TrainingData
+from flexcore.stages.train.trainer import Trainer
 
 BOX_EXTENT_A = 160.0
 QUICK_PARTICLES = {128: 128, 256: 32}
@@ -93,7 +93,7 @@ def prepare(box: int, n_particles: int, pool: int, work: Path, device: str) -> d
                          n_cells=min(20, train_box // 2))
     data = TrainingData.load(work / "prep")
     consensus, _ = read_map(work / "prep/consensus.mrc")
-    from flexcore.mesh import TetMesh
+    from flexcore.core.mesh import TetMesh
 
     cfg = TrainConfig(latent_dim=2, init_latents="random", device=device).validate()
     trainer = Trainer(data, TetMesh.load(work / "mesh/mesh.npz"), cfg, work / "train",

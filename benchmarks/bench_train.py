@@ -19,10 +19,10 @@ from pathlib import Path
 
 import torch
 
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 
 def main() -> None:
@@ -52,7 +52,7 @@ def main() -> None:
     run_mesh(work / "prep" / "consensus.mrc", work / "mesh", mask=sim.mask)
     t["mesh_s"] = time.time() - t0
     if args.device.startswith("cuda"):
-        from flexcore.ops import backend_for
+        from flexcore.core.ops import backend_for
 
         t0 = time.time()
         t["kernel_build_s"] = time.time() - t0 if backend_for(torch.device(args.device)) else 0.0

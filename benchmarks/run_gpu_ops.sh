@@ -58,7 +58,7 @@ export FLEXCORE_BUILD_DIR=${FLEXCORE_BUILD_DIR:-/tmp/flexcore_build}
 export FLEXCORE_BUILD_VERBOSE=1
 step "build (JIT, torch.utils.cpp_extension.load)" 300 "$OUT/build.log" "$PY" -c "
 import sys
-from flexcore.ops.cuda import build_directory, load_extension
+from flexcore.core.ops.cuda import build_directory, load_extension
 ext = load_extension()
 print('build directory', build_directory())
 sys.exit(0 if ext is not None else 1)"
@@ -72,7 +72,7 @@ fi
 
 echo "== resource usage and SASS (sm_90)"
 TMPO=$(mktemp -d)
-if nvcc -c -arch=sm_90 -O3 -lineinfo --resource-usage flexcore/ops/csrc/splat.cu \
+if nvcc -c -arch=sm_90 -O3 -lineinfo --resource-usage flexcore/core/ops/csrc/splat.cu \
     -o "$TMPO/splat.o" > "$OUT/resource_usage.txt" 2>&1; then
   grep -E "registers|spill" "$OUT/resource_usage.txt" | sort | uniq -c | sort -rn | head -n 8
   if command -v cuobjdump > /dev/null; then
@@ -117,9 +117,9 @@ cat > "$OUT/sanitize_case.py" << 'EOF'
 """Small forward + backward runs over paths and images-per-block, for compute-sanitizer."""
 import torch
 
-from flexcore.ops import VoxelGeometry
-from flexcore.ops.cuda import SplatTuning, splat_project_cuda
-from flexcore.rotations import random_rotations
+from flexcore.core.ops import VoxelGeometry
+from flexcore.core.ops.cuda import SplatTuning, splat_project_cuda
+from flexcore.core.rotations import random_rotations
 
 torch.manual_seed(0)
 d, b, m, nv = 20, 9, 3000, 60

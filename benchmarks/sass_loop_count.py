@@ -1,7 +1,7 @@
 """Static instruction counts of the forward kernels' voxel loops, from their SASS.
 
 Usage:
-  nvcc -c -arch=sm_90 -O3 -lineinfo flexcore/ops/csrc/splat.cu -o splat.o
+  nvcc -c -arch=sm_90 -O3 -lineinfo flexcore/core/ops/csrc/splat.cu -o splat.o
   cuobjdump --dump-sass splat.o > splat.sass
   python benchmarks/sass_loop_count.py splat.sass
 

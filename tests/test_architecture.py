@@ -1,10 +1,21 @@
-"""The package's layering (docs/architecture.md): no module imports a higher layer; every
-module imports; importing flexcore pulls in no workflow tool and leaves matplotlib alone."""
+"""The package's three tiers (docs/architecture.md): core, stages, cli.
+
+* every module lies in one tier: ``flexcore/core/``, ``flexcore/stages/<stage>/`` or
+  ``flexcore/cli/`` (besides the package's own ``__init__`` and ``__main__``);
+* the core imports only the core; a stage imports the core and itself, never another stage;
+  the command line imports anything;
+* inside the core, packages and modules import each other without a cycle;
+* every stage has ``step.py`` with ``run_<stage>``, a workflow rule of the same name, and every
+  command runs a ``run_<command>`` of its stage;
+* every module imports; importing flexcore pulls in no workflow tool and leaves matplotlib
+  alone.
+
+Modules are found by walking the files (a package that fails to import is still checked).
+"""
 
 from __future__ import annotations
 
 import ast
-import pkgutil
 import re
 import subprocess
 import sys
@@ -16,49 +27,41 @@ import flexcore
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "flexcore"
-DOC = ROOT / "docs" / "architecture.md"
+RULES = ROOT / "workflow" / "rules"
 
 
-def layers() -> dict[str, int]:
-    """``{module prefix: layer}`` from the ```layers block of docs/architecture.md."""
-    block = re.search(r"```layers\n(.*?)```", DOC.read_text(), re.S)
-    assert block, f"{DOC} has no ```layers block"
-    table = {}
-    for line in block.group(1).splitlines():
-        level, *names = line.split()
-        for name in names:
-            assert name not in table, f"{name} is listed twice in {DOC.name}"
-            table[name] = int(level)
-    return table
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
 
 
-def layer_of(module: str, table: dict[str, int]) -> int:
-    """Layer of the longest listed prefix of ``module``."""
+def all_modules() -> dict[str, Path]:
+    """``{module: file}`` for every ``.py`` file under flexcore/ (found by walking files)."""
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def tier(module: str) -> tuple[str, str | None] | None:
+    """``("core", None)``, ``("stage", name)``, ``("cli", None)``, ``("root", None)`` for
+    the package itself and ``flexcore.stages``; None for a module outside the tiers."""
     parts = module.split(".")
-    for n in range(len(parts), 0, -1):
-        name = ".".join(parts[:n])
-        if name in table:
-            return table[name]
-    raise AssertionError(f"{module} is in no layer of {DOC.name}: add it there")
+    if module in ("flexcore", "flexcore.__main__", "flexcore.stages"):
+        return ("root", None)
+    if parts[1] == "core":
+        return ("core", None)
+    if parts[1] == "stages":
+        return ("stage", parts[2])
+    if parts[1] == "cli":
+        return ("cli", None)
+    return None
 
 
-def all_modules() -> list[str]:
-    names = ["flexcore"]
-    for info in pkgutil.walk_packages([str(PACKAGE)], prefix="flexcore."):
-        names.append(info.name)
-    return sorted(names)
-
-
-def module_path(name: str) -> Path:
-    rel = Path(*name.split(".")[1:])
-    pkg = PACKAGE / rel / "__init__.py"
-    return pkg if pkg.is_file() else (PACKAGE / rel).with_suffix(".py")
-
-
-def flexcore_imports(name: str, source: str | None = None) -> set[str]:
+def flexcore_imports(name: str, path: Path, source: str | None = None,
+                     modules: dict[str, Path] | None = None) -> set[str]:
     """Absolute names of the flexcore modules ``name`` imports anywhere in its source (also
     inside functions); ``from . import x`` counts as importing the package and ``x``."""
-    path = module_path(name)
+    modules = all_modules() if modules is None else modules
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     source = path.read_text() if source is None else source
     found = set()
@@ -75,31 +78,160 @@ def flexcore_imports(name: str, source: str | None = None) -> set[str]:
             if target.split(".")[0] != "flexcore":
                 continue
             found.add(target)
-            found |= {f"{target}.{a.name}" for a in node.names
-                      if module_path(f"{target}.{a.name}").exists()}
+            found |= {f"{target}.{a.name}" for a in node.names if f"{target}.{a.name}" in modules}
     return found
 
 
-def test_every_module_has_a_layer_and_imports_no_higher_layer():
-    table = layers()
-    upward = []
-    for name in all_modules():
-        own = layer_of(name, table)
-        for target in sorted(flexcore_imports(name)):
-            if layer_of(target, table) > own:
-                upward.append(f"{name} (layer {own}) imports {target} "
-                              f"(layer {layer_of(target, table)})")
-    assert not upward, "upward imports:\n" + "\n".join(upward)
+def tier_violations(imports: dict[str, set[str]]) -> list[str]:
+    """Every import that breaks the tier rule, and every module outside the tiers."""
+    bad = []
+    for name, targets in sorted(imports.items()):
+        own = tier(name)
+        if own is None:
+            bad.append(f"{name} lies outside the three tiers (flexcore/core, flexcore/stages/<stage>, "
+                       "flexcore/cli)")
+            continue
+        for target in sorted(targets):
+            other = tier(target)
+            if other is None or target == "flexcore":
+                continue  # reported as a module of its own; flexcore itself holds __version__
+            if own[0] == "core" and other[0] != "core":
+                bad.append(f"{name} (core) imports {target} ({other[0]})")
+            elif own[0] == "stage" and other[0] == "stage" and other[1] != own[1]:
+                bad.append(f"{name} (stage {own[1]}) imports {target} (stage {other[1]})")
+            elif own[0] == "stage" and other[0] in ("cli", "root") and target != "flexcore.stages":
+                bad.append(f"{name} (stage {own[1]}) imports {target} ({other[0]})")
+    return bad
 
 
-def test_the_layer_check_sees_an_upward_import():
-    # the checker itself: a model module importing train (inside a function) is reported
-    table = layers()
-    source = (module_path("flexcore.model.flow").read_text()
-              + "\n\ndef late():\n    from ..train.checkpoint import load_checkpoint\n")
-    found = flexcore_imports("flexcore.model.flow", source)
-    assert "flexcore.train.checkpoint" in found
-    assert layer_of("flexcore.train.checkpoint", table) > layer_of("flexcore.model.flow", table)
+def package_imports() -> dict[str, set[str]]:
+    modules = all_modules()
+    return {name: flexcore_imports(name, path, modules=modules) for name, path in modules.items()}
+
+
+def test_no_stage_imports_another_stage_and_the_core_imports_no_stage():
+    bad = tier_violations(package_imports())
+    assert not bad, "imports across the tiers:\n" + "\n".join(bad)
+
+
+def test_the_tier_check_sees_a_stage_import_and_a_stray_module():
+    # negative controls: the checker reports a stage → stage import (inside a function), a
+    # core → stage import and a module outside the tiers
+    modules = all_modules()
+    path = modules["flexcore.stages.state_maps.step"]
+    source = path.read_text() + "\n\ndef late():\n    from ..generate.step import run_generate\n"
+    found = flexcore_imports("flexcore.stages.state_maps.step", path, source, modules)
+    assert "flexcore.stages.generate.step" in found
+    core_path = modules["flexcore.core.fsc"]
+    core_source = core_path.read_text() + "\nfrom .. import stages\nfrom ..stages.train import step\n"
+    core_found = flexcore_imports("flexcore.core.fsc", core_path, core_source, modules)
+    bad = tier_violations({"flexcore.stages.state_maps.step": found,
+                           "flexcore.core.fsc": core_found,
+                           "flexcore.helpers": set()})
+    assert any("state_maps.step (stage state_maps) imports flexcore.stages.generate.step" in b
+               for b in bad), bad
+    assert any("flexcore.core.fsc (core) imports flexcore.stages.train" in b for b in bad), bad
+    assert any("flexcore.helpers lies outside the three tiers" in b for b in bad), bad
+
+
+def core_graph() -> dict[str, set[str]]:
+    """Import graph between the core's top-level modules and packages
+    (``flexcore.core.io``, ``flexcore.core.fsc``, …)."""
+    def unit(module: str) -> str:
+        return ".".join(module.split(".")[:3])
+
+    graph: dict[str, set[str]] = {}
+    for name, targets in package_imports().items():
+        if tier(name) != ("core", None) or name == "flexcore.core":
+            continue
+        graph.setdefault(unit(name), set())
+        graph[unit(name)] |= {unit(t) for t in targets
+                              if tier(t) == ("core", None) and t != "flexcore.core"
+                              and unit(t) != unit(name)}
+    return graph
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}
+    stack: list[str] = []
+
+    def visit(node: str) -> list[str] | None:
+        state[node] = 1
+        stack.append(node)
+        for nxt in sorted(graph.get(node, ())):
+            if state.get(nxt) == 1:
+                return stack[stack.index(nxt):] + [nxt]
+            if nxt not in state and (cycle := visit(nxt)):
+                return cycle
+        state[node] = 2
+        stack.pop()
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return None
+
+
+def test_the_core_has_no_import_cycle():
+    cycle = find_cycle(core_graph())
+    assert cycle is None, "import cycle in the core: " + " → ".join(cycle)
+
+
+def test_the_cycle_check_sees_a_cycle():
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+def stage_names() -> list[str]:
+    return sorted(p.parent.name for p in (PACKAGE / "stages").glob("*/__init__.py"))
+
+
+def defined_functions(path: Path) -> set[str]:
+    return {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+
+
+def workflow_rules() -> set[str]:
+    names = set()
+    for smk in RULES.glob("*.smk"):
+        names |= set(re.findall(r"^\s*(?:use\s+)?rule\s+(\w+)\s*(?::|as|with)", smk.read_text(), re.M))
+        names |= set(re.findall(r"^\s*use rule \w+ as (\w+)", smk.read_text(), re.M))
+    return names
+
+
+@pytest.mark.parametrize("stage", stage_names())
+def test_every_stage_is_a_package_with_run_stage_and_a_rule_of_its_name(stage):
+    step = PACKAGE / "stages" / stage / "step.py"
+    assert step.is_file(), f"stage {stage} has no step.py"
+    assert f"run_{stage}" in defined_functions(step), f"{step} defines no run_{stage}"
+    assert stage in workflow_rules(), f"no workflow rule is named {stage}"
+
+
+def test_every_command_runs_its_stage():
+    from flexcore.cli.main import COMMANDS
+
+    stages = stage_names()
+    for command in COMMANDS:
+        name = command.replace("-", "_")
+        owner = max((s for s in stages if name == s or name.startswith(s + "_")), key=len,
+                    default=None)
+        assert owner, f"command {command} belongs to no stage"
+        step = PACKAGE / "stages" / owner / "step.py"
+        assert f"run_{name}" in defined_functions(step), f"{step} defines no run_{name} for {command}"
+        assert f"run_{name}" in (PACKAGE / "cli" / f"{name}.py").read_text(), \
+            f"flexcore/cli/{name}.py does not call run_{name}"
+
+
+def test_only_stages_define_run_functions():
+    # ``run_`` names a stage's entry point; helpers are named for what they do
+    bad = []
+    for name, path in all_modules().items():
+        for fn in defined_functions(path):
+            if fn.startswith("run_") and not (tier(name) or ("",))[0] == "stage":
+                bad.append(f"{name}.{fn}")
+            elif fn.startswith("run_") and path.name != "step.py":
+                bad.append(f"{name}.{fn} (not in a step.py)")
+    assert not bad, "run_ functions outside a stage's step.py: " + ", ".join(sorted(bad))
 
 
 def test_every_module_imports():
@@ -135,7 +267,7 @@ def test_importing_flexcore_changes_nothing_global(probe):
 
 
 def test_evaluate_import_leaves_the_backend():
-    code = ("import matplotlib; matplotlib.use('pdf'); import flexcore.evaluate; "
+    code = ("import matplotlib; matplotlib.use('pdf'); import flexcore.stages.evaluate.step; "
             "print(matplotlib.get_backend())")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          cwd=ROOT, timeout=300)

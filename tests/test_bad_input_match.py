@@ -11,10 +11,10 @@ import logging
 import numpy as np
 import pytest
 
-from flexcore.errors import InputFileError
-from flexcore.io import read_particles, write_star
-from flexcore.prep import MIN_MATCH_SCORE, run_prep
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import read_particles, write_star
+from flexcore.stages.prep.step import MIN_MATCH_SCORE, run_prep
+from flexcore.stages.simulate import run_simulate
 
 PSIZE = 4.0
 

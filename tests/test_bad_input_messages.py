@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import InputFileError
-from flexcore.io import read_map, read_particles, write_cs, write_map
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import read_map, read_particles, write_cs, write_map
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
 
 
 @pytest.fixture(scope="module")

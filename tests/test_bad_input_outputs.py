@@ -16,11 +16,11 @@ import pytest
 import yaml
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import OutputPathError
-from flexcore.io import write_map
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.utils.atomic import atomic_path, write_text_atomic
+from flexcore.core.errors import OutputPathError
+from flexcore.core.io import write_map
+from flexcore.core.utils.atomic import atomic_path, write_text_atomic
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
 
 sys.path.insert(0, str(Path(__file__).parent / "workflow_config"))
 from snakemake_cli import ROOT, run_snakemake  # noqa: E402
@@ -119,7 +119,7 @@ def test_unwritable_output_folder_is_one_line(data, tmp_path, monkeypatch, capsy
     def refuse(*args, **kwargs):
         raise OSError(code, os.strerror(code))
 
-    monkeypatch.setattr("flexcore.utils.outputs.tempfile.mkstemp", refuse)
+    monkeypatch.setattr("flexcore.core.utils.outputs.tempfile.mkstemp", refuse)
     rc = cli_main(["prep", str(data / "particles.star"), str(data / "consensus.mrc"),
                    str(tmp_path / "out"), "--train-box", "32"])
     err = capsys.readouterr().err.strip()

@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import FlexcoreError, InputFileError
-from flexcore.fsc import format_resolution, fsc_curve, resolution_at
-from flexcore.io import read_mask, write_map, write_stack
-from flexcore.prep import run_prep
-from flexcore.recon.step import write_outputs
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import FlexcoreError, InputFileError
+from flexcore.core.fsc import format_resolution, fsc_curve, resolution_at
+from flexcore.core.io import read_mask, write_map, write_stack
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct.step import write_outputs
+from flexcore.stages.simulate import run_simulate
 
 N = 300
 
@@ -126,8 +126,8 @@ def test_a_reconstruction_with_nan_voxels_writes_no_maps(tmp_path):
 def test_each_image_is_checked_once_however_often_it_is_read(sim, tmp_path, monkeypatch):
     """The reconstruction streams every image once per L-BFGS pass: the pixel check runs the
     first time an image is read, not again, and still refuses a bad image met later."""
-    import flexcore.io.particles as particles_module
-    from flexcore.io import ImageSource, read_particles
+    import flexcore.core.io.particles as particles_module
+    from flexcore.core.io import ImageSource, read_particles
 
     bad = 150
     star = spoiled_copy(sim, tmp_path / "data", lambda images: images.__setitem__(bad, 0.0))

@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import InputFileError
-from flexcore.io import ImageSource, read_particles, write_cs, write_star
-from flexcore.prep import run_prep
-from flexcore.recon.particles import load_recon_particles
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import ImageSource, read_particles, write_cs, write_star
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct.particles import load_recon_particles
+from flexcore.stages.simulate import run_simulate
 
 
 @pytest.fixture(scope="module")

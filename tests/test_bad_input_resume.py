@@ -13,15 +13,15 @@ import numpy as np
 import pytest
 import torch
 
-import flexcore.recon.step as recon_step
-import flexcore.train.step as train_step
+import flexcore.stages.reconstruct.step as recon_step
+import flexcore.stages.train.step as train_step
 from flexcore.cli.main import main as cli_main
-from flexcore.io import read_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.recon import run_reconstruct
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
+from flexcore.core.io import read_map
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 # On the CPU a resumed run repeats the uninterrupted one bit for bit (GPU atomics would not).
 CONFIG = {"latent_dim": 1, "epochs": 2, "batch_size": 64, "n_candidates": 2, "grid_points": 3,
@@ -127,7 +127,7 @@ def test_interrupted_reconstruction_continues_to_the_same_maps(run, tmp_path, mo
                                                                caplog):
     model, prep = run / "full" / "model.pt", run / "prep"
     kwargs = {"iterations": 2, "batch_size": 128, "device": "cpu"}
-    monkeypatch.setattr("flexcore.recon.resume.PROGRESS_INTERVAL_S", 0.0)  # save every iteration
+    monkeypatch.setattr("flexcore.stages.reconstruct.resume.PROGRESS_INTERVAL_S", 0.0)  # save every iteration
     run_reconstruct(model, prep, tmp_path / "whole", **kwargs)
     # killed in half B's flex solve, after its start map and first L-BFGS iteration:
     # each solve evaluates the gradient 3 times (start + 2 iterations), halves A then B

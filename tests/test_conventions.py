@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from flexcore.rotations import (
+from flexcore.core.rotations import (
     axis_angle_to_matrix,
     euler_relion_to_matrix,
     matrix_to_axis_angle,

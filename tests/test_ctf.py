@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.ctf import calculate_ctf_2d, electron_wavelength_A
+from flexcore.core.ctf import calculate_ctf_2d, electron_wavelength_A
 
 
 def test_wavelengths_match_published_values():

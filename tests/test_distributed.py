@@ -1,4 +1,4 @@
-"""The rank helpers (flexcore.utils.distributed) on two gloo processes and in one process,
+"""The rank helpers (flexcore.core.utils.distributed) on two gloo processes and in one process,
 the torchrun command line, and one training step split over two ranks: the θ/V gradients
 summed over ranks are the single-process gradients of the union batch (the rigidity prior
 counted once, not once per rank)."""
@@ -12,15 +12,16 @@ import pytest
 import torch
 from ranks import spawn_ranks
 
-from flexcore.errors import ConfigError
-from flexcore.mesh import TetMesh, run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train.config import TrainConfig
-from flexcore.train.data import TrainingData
-from flexcore.train.trainer import Trainer
-from flexcore.utils import distributed as ddp
-from flexcore.utils.launch import run_on_ranks, torchrun_command
+from flexcore.core.errors import ConfigError
+from flexcore.core.mesh import TetMesh
+from flexcore.core.train_config import TrainConfig
+from flexcore.core.utils import distributed as ddp
+from flexcore.core.utils.launch import run_on_ranks, torchrun_command
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train.data import TrainingData
+from flexcore.stages.train.trainer import Trainer
 
 
 def _fail_on_main():
@@ -149,7 +150,7 @@ def tiny(tmp_path_factory):
 
 
 def _trainer(root, rows=None):
-    from flexcore.io import read_map
+    from flexcore.core.io import read_map
 
     data = TrainingData.load(root / "prep", rows=rows)
     vol, _ = read_map(root / "prep" / "consensus.mrc")

@@ -3,7 +3,7 @@
 import numpy as np
 import torch
 
-from flexcore.fourier import (
+from flexcore.core.fourier import (
     band_limit_resample_3d,
     crop_rfft2,
     fft_centered,

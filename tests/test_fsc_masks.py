@@ -4,9 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.fourier import lowpass_volume
-from flexcore.fsc import fsc_curve, resolution_at
-from flexcore.masks import sphere_mask, threshold_mask
+from flexcore.core.fourier import lowpass_volume
+from flexcore.core.fsc import fsc_curve, resolution_at
+from flexcore.core.masks import sphere_mask, threshold_mask
 
 
 def test_fsc_of_identical_maps_is_one_and_of_independent_noise_near_zero(rng):

@@ -5,16 +5,16 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.errors import InputFileError
-from flexcore.fourier import fourier_crop
-from flexcore.generate import run_generate
-from flexcore.io import read_map, write_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
-from flexcore.train.checkpoint import load_checkpoint, save_checkpoint
-from flexcore.train.trained import load_trained_model
+from flexcore.core.checkpoint import load_checkpoint, save_checkpoint
+from flexcore.core.errors import InputFileError
+from flexcore.core.fourier import fourier_crop
+from flexcore.core.io import read_map, write_map
+from flexcore.core.trained import load_trained_model
+from flexcore.stages.generate.step import run_generate
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 BOX = 32
 
@@ -61,7 +61,7 @@ def test_zero_flow_frame_is_the_canonical_map(model, tmp_path):
     save_checkpoint(tmp_path / "zero.pt", state)
     run_generate(tmp_path / "zero.pt", tmp_path / "g", n_frames=3, supersample=1)
     m = load_trained_model(tmp_path / "zero.pt")
-    from flexcore.fourier import band_limit_resample_3d
+    from flexcore.core.fourier import band_limit_resample_3d
 
     canonical = band_limit_resample_3d(m.volume.float(), BOX, m.k_max).numpy() * m.mesh.mask_soft
     for i in range(3):  # f ≡ 0: every frame is the canonical map itself (mass stays put)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexcore.errors import InputFileError
-from flexcore.io import (
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import (
     ImageSource,
     OpticsGroup,
     ParticleTable,
@@ -226,10 +226,10 @@ def _fail_half_way(target_name: str):
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch, suffix):
     target = tmp_path / f"out{suffix}"
     if suffix == ".star":
-        monkeypatch.setattr("flexcore.io.star.starfile.write", _fail_half_way(target.name))
+        monkeypatch.setattr("flexcore.core.io.star.starfile.write", _fail_half_way(target.name))
         writer = write_star
     else:
-        monkeypatch.setattr("flexcore.io.cryosparc.np.save", _fail_half_way(target.name))
+        monkeypatch.setattr("flexcore.core.io.cryosparc.np.save", _fail_half_way(target.name))
         writer = write_cs
     with pytest.raises(OSError, match="disk full"):
         writer(tiny_table(), target)

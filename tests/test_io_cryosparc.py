@@ -6,14 +6,8 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from flexcore.io import (
-    latents_to_cs_fields,
-    read_cs,
-    read_particles,
-    write_cs,
-    write_star,
-)
-from flexcore.rotations import random_rotations
+from flexcore.core.io import latents_to_cs_fields, read_cs, read_particles, write_cs, write_star
+from flexcore.core.rotations import random_rotations
 
 
 def make_cs(n: int, rng: np.random.Generator, stack: bytes = b"J3/extract/stack.mrc",

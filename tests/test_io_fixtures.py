@@ -5,15 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexcore.errors import InputFileError
-from flexcore.io import (
-    ImageSource,
-    StackReader,
-    read_map,
-    read_particles,
-    write_cs,
-    write_star,
-)
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import ImageSource, StackReader, read_map, read_particles, write_cs, write_star
 
 # file → (source_format, particles, has_poses)
 LOADABLE = {

@@ -6,8 +6,8 @@ import mrcfile
 import numpy as np
 import pytest
 
-from flexcore.errors import InputFileError
-from flexcore.io import StackReader, StackWriter, read_map, write_map, write_stack
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import StackReader, StackWriter, read_map, write_map, write_stack
 
 
 def test_map_round_trip_keeps_values_order_and_voxel_size(tmp_path, rng):

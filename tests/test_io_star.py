@@ -7,8 +7,8 @@ import pytest
 import starfile
 from scipy.spatial.transform import Rotation
 
-from flexcore.errors import InputFileError
-from flexcore.io import (
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import (
     OpticsGroup,
     ParticleTable,
     latents_to_star_columns,
@@ -18,8 +18,8 @@ from flexcore.io import (
     write_stack,
     write_star,
 )
-from flexcore.io.star import STAR_VERSION_LINE
-from flexcore.rotations import random_rotations
+from flexcore.core.io.star import STAR_VERSION_LINE
+from flexcore.core.rotations import random_rotations
 
 
 def make_table(n: int, rng: np.random.Generator, stack: str = "particles.mrcs",

@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.errors import ConfigError
-from flexcore.fourier import lowpass_volume
-from flexcore.fsc import fsc_curve, resolution_at
-from flexcore.localres import local_resolution, motion_amplitude, motion_labels, segment_labels
-from flexcore.localres.windowed import crossing_resolution, shell_matrix
-from flexcore.masks import sphere_mask
-from flexcore.mesh import regular_tet_mesh
+from flexcore.core.errors import ConfigError
+from flexcore.core.fourier import lowpass_volume
+from flexcore.core.fsc import fsc_curve, resolution_at
+from flexcore.core.masks import sphere_mask
+from flexcore.core.mesh import regular_tet_mesh
+from flexcore.stages.localres import local_resolution, motion_amplitude, motion_labels, segment_labels
+from flexcore.stages.localres.windowed import crossing_resolution, shell_matrix
 
 BOX, PSIZE = 48, 2.0
 
@@ -35,7 +35,7 @@ def band_limited_halves(cutoff_left_A: float, cutoff_right_A: float, noise: floa
 
 
 def test_shell_sums_give_the_global_fsc():
-    """The batched shell sums reproduce flexcore.fsc.fsc_curve on whole w³ maps."""
+    """The batched shell sums reproduce flexcore.core.fsc.fsc_curve on whole w³ maps."""
     w = 12
     a, b = torch.randn(2, w, w, w, generator=torch.Generator().manual_seed(0))
     b = b + a  # correlated

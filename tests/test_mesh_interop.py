@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from scipy.spatial import Delaunay
 
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io.mrc import write_map
-from flexcore.mesh import (
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io.mrc import write_map
+from flexcore.core.mesh import (
     CANDIDATE_CONVENTIONS,
     TetMesh,
     blob_map,
@@ -24,11 +24,11 @@ from flexcore.mesh import (
     locate_voxels,
     mesh_from_arrays,
     regular_tet_mesh,
-    run_mesh,
     segmented_mesh,
     tet_volumes,
 )
-from flexcore.mesh.locate import barycentric_coordinates, voxel_positions
+from flexcore.core.mesh.locate import barycentric_coordinates, voxel_positions
+from flexcore.stages.mesh.step import run_mesh
 
 N, PSIZE = 32, 1.7
 

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.errors import ConfigError
-from flexcore.mesh import TetMesh, blob_map, locate_voxels, regular_tet_mesh
-from flexcore.mesh.locate import barycentric_coordinates, tet_volumes, voxel_positions
-from flexcore.mesh.regular import TEMPLATES, cube_size, regular_mesh
-from flexcore.mesh.topology import face_counts
-from flexcore.ops.reference import interpolate_displacements
+from flexcore.core.errors import ConfigError
+from flexcore.core.mesh import TetMesh, blob_map, locate_voxels, regular_tet_mesh
+from flexcore.core.mesh.locate import barycentric_coordinates, tet_volumes, voxel_positions
+from flexcore.core.mesh.regular import TEMPLATES, cube_size, regular_mesh
+from flexcore.core.mesh.topology import face_counts
+from flexcore.core.ops.reference import interpolate_displacements
 
 
 def _blob_mask(n: int) -> np.ndarray:

@@ -8,19 +8,19 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io.mrc import write_map
-from flexcore.mesh import (
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io.mrc import write_map
+from flexcore.core.mesh import (
     TetMesh,
     parse_connections,
     read_label_map,
     read_segger,
-    run_mesh,
     segmented_mesh,
     validate_connections,
 )
-from flexcore.mesh.segments import expand_segments
-from flexcore.ops.reference import interpolate_displacements
+from flexcore.core.mesh.segments import expand_segments
+from flexcore.core.ops.reference import interpolate_displacements
+from flexcore.stages.mesh.step import run_mesh
 
 N, PSIZE = 32, 2.0
 
@@ -198,7 +198,7 @@ def test_fused_segments_share_the_boundary():
 
 
 def test_run_mesh_with_seg_file(tmp_path):
-    from flexcore.mesh import blob_map
+    from flexcore.core.mesh import blob_map
     vol = blob_map(N, [(-6, 0, 0), (6, 0, 0)], [3.0, 3.0])
     write_map(tmp_path / "map.mrc", vol, PSIZE)
     leaf = np.zeros((N, N, N), int)

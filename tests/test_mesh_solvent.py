@@ -5,10 +5,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io.mrc import write_map
-from flexcore.mesh import blob_map, mask_from_file, mask_from_map, run_mesh
-from flexcore.mesh.solvent import lowpassed
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io.mrc import write_map
+from flexcore.core.mesh import blob_map, mask_from_file, mask_from_map
+from flexcore.core.mesh.solvent import lowpassed
+from flexcore.stages.mesh.step import run_mesh
 
 N, PSIZE = 40, 2.0
 

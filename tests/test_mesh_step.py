@@ -9,13 +9,13 @@ import numpy as np
 import pytest
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import ConfigError
-from flexcore.io.mrc import write_map
-from flexcore.mesh import TetMesh, blob_map, run_mesh
-from flexcore.mesh.chimerax import hybrid36
-from flexcore.mesh.solvent import lowpassed
-from flexcore.mesh.step import OUTPUTS
-from flexcore.mesh.topology import unique_edges
+from flexcore.core.errors import ConfigError
+from flexcore.core.io.mrc import write_map
+from flexcore.core.mesh import TetMesh, blob_map
+from flexcore.core.mesh.solvent import lowpassed
+from flexcore.core.mesh.topology import unique_edges
+from flexcore.stages.mesh.chimerax import hybrid36
+from flexcore.stages.mesh.step import OUTPUTS, run_mesh
 
 N, PSIZE = 40, 2.5
 

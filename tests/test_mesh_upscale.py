@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexcore.masks import resize_mask
-from flexcore.mesh import blob_map, locate_voxels, regular_tet_mesh, segmented_mesh
-from flexcore.mesh.locate import barycentric_coordinates, voxel_positions
+from flexcore.core.masks import resize_mask
+from flexcore.core.mesh import blob_map, locate_voxels, regular_tet_mesh, segmented_mesh
+from flexcore.core.mesh.locate import barycentric_coordinates, voxel_positions
 
 N = 32
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from flexcore.errors import ConfigError
-from flexcore.mesh import blob_map, regular_tet_mesh, rigidity_weights, segmented_mesh
-from flexcore.mesh.topology import boundary_vertices
-from flexcore.mesh.weights import (
+from flexcore.core.errors import ConfigError
+from flexcore.core.mesh import blob_map, regular_tet_mesh, rigidity_weights, segmented_mesh
+from flexcore.core.mesh.topology import boundary_vertices
+from flexcore.core.mesh.weights import (
     EMPTY_FRACTION,
     LOW_DENSITY_FRACTION,
     barycentric_lattice,

@@ -4,16 +4,11 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.fourier import crop_rfft2, shift_images
-from flexcore.model.flow import FlowGenerator
-from flexcore.model.image_model import ImageFormation
-from flexcore.model.priors import (
-    centering_penalty,
-    inject_noise,
-    rigidity_penalty,
-    singular_value_sum,
-)
-from flexcore.rotations import random_rotations, rotation_about_axis
+from flexcore.core.fourier import crop_rfft2, shift_images
+from flexcore.core.model.flow import FlowGenerator
+from flexcore.core.model.image_model import ImageFormation
+from flexcore.core.model.priors import centering_penalty, inject_noise, rigidity_penalty, singular_value_sum
+from flexcore.core.rotations import random_rotations, rotation_about_axis
 
 
 def tet_grid():

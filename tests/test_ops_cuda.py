@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.ops import VoxelGeometry, backend_for, splat_project
-from flexcore.ops.cuda import (
+from flexcore.core.ops import VoxelGeometry, backend_for, splat_project
+from flexcore.core.ops.cuda import (
     SplatTuning,
     build_slot_layout,
     choose_piece_len,
@@ -23,8 +23,8 @@ from flexcore.ops.cuda import (
     load_extension,
     splat_project_cuda,
 )
-from flexcore.ops.reference import interpolate_displacements, splat_project_reference
-from flexcore.rotations import random_rotations
+from flexcore.core.ops.reference import interpolate_displacements, splat_project_reference
+from flexcore.core.rotations import random_rotations
 
 TOL = 1e-4
 EDGE_EPS = 2e-4
@@ -140,7 +140,7 @@ def test_kernel_matches_reference(ext, case):
 def test_kernel_matches_reference_on_a_lattice_mesh(ext):
     from test_ops_reference import ball_mask
 
-    from flexcore.mesh.synthetic import lattice_geometry
+    from flexcore.core.mesh.synthetic import lattice_geometry
 
     d = 64
     coords, vidx, bary, verts = lattice_geometry(d, 20, ball_mask(d, 0.35 * d))
@@ -401,7 +401,7 @@ def test_launch_plan_needs_the_extension_or_says_so():
 def test_tuning_paths_match_the_kernel_enum():
     import re
 
-    from flexcore.ops.cuda import CSRC, PATHS
+    from flexcore.core.ops.cuda import CSRC, PATHS
 
     enum = re.search(r"enum SplatPath : int \{([^}]*)\}", (CSRC / "splat.h").read_text())
     values = {name.lower(): int(v) for name, v in re.findall(r"kPath(\w+) = (\d+)", enum.group(1))}

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.mesh.synthetic import lattice_geometry
-from flexcore.ops import VoxelGeometry, splat_project
-from flexcore.ops.reference import splat_project_reference
-from flexcore.rotations import random_rotations
+from flexcore.core.mesh.synthetic import lattice_geometry
+from flexcore.core.ops import VoxelGeometry, splat_project
+from flexcore.core.ops.reference import splat_project_reference
+from flexcore.core.rotations import random_rotations
 
 
 def ball_mask(size: int, radius: float, centre=(0.0, 0.0, 0.0)) -> np.ndarray:
@@ -240,7 +240,7 @@ def test_rotation_convention_matches_fourier_slice_projector():
 def test_pull_variant_agrees_with_push_for_rigid_and_integer_translations():
     """W(x) = V(x − u(x)): zero flow reproduces the rigid projection; a whole-voxel
     translation of a density well inside the mask moves it like the push model does."""
-    from flexcore.ops import pull_project_reference
+    from flexcore.core.ops import pull_project_reference
 
     size = 32
     coords, vidx, bary, verts = lattice_geometry(size, 8, ball_mask(size, 13.0))

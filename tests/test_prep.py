@@ -6,10 +6,10 @@ import mrcfile
 import numpy as np
 import pytest
 
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io import read_particles, write_map, write_stack
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io import read_particles, write_map, write_stack
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
 
 
 @pytest.fixture(scope="module")

@@ -14,20 +14,20 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.ctf import calculate_ctf_2d
-from flexcore.io import OpticsGroup
-from flexcore.masks import sphere_mask
-from flexcore.mesh import regular_tet_mesh
-from flexcore.recon.aberrations import (
+from flexcore.core.ctf import calculate_ctf_2d
+from flexcore.core.io import OpticsGroup
+from flexcore.core.masks import sphere_mask
+from flexcore.core.mesh import regular_tet_mesh
+from flexcore.core.rotations import random_rotations
+from flexcore.stages.reconstruct.aberrations import (
     OpticsAberrations,
     even_index_to_mn,
     odd_coefficients_with_tilt,
     odd_index_to_mn,
     zernike_cartesian,
 )
-from flexcore.recon.flex import FlexOperator
-from flexcore.recon.particles import ReconParticles
-from flexcore.rotations import random_rotations
+from flexcore.stages.reconstruct.flex import FlexOperator
+from flexcore.stages.reconstruct.particles import ReconParticles
 
 
 def optics(**kw) -> OpticsGroup:

@@ -21,21 +21,21 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.fourier import fourier_crop
-from flexcore.fsc import fsc_curve, resolution_at
-from flexcore.generate import VolumeDeformer
-from flexcore.io import read_map, write_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.prep_info import PrepInfo
-from flexcore.recon import run_reconstruct
-from flexcore.recon.flex import FlexOperator, HalfObjective, solve_half, wiener_start
-from flexcore.recon.particles import ImageStream, load_recon_particles
-from flexcore.rotations import rotation_about_axis
-from flexcore.simulate import run_simulate
-from flexcore.simulate.phantom import make_phantom
-from flexcore.train import run_train
-from flexcore.train.trained import load_trained_model
+from flexcore.core.deform import VolumeDeformer
+from flexcore.core.fourier import fourier_crop
+from flexcore.core.fsc import fsc_curve, resolution_at
+from flexcore.core.io import read_map, write_map
+from flexcore.core.prep_info import PrepInfo
+from flexcore.core.rotations import rotation_about_axis
+from flexcore.core.trained import load_trained_model
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.reconstruct.flex import FlexOperator, HalfObjective, solve_half, wiener_start
+from flexcore.stages.reconstruct.particles import ImageStream, load_recon_particles
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.simulate.phantom import make_phantom
+from flexcore.stages.train import run_train
 
 ANGLE, SEED = 40.0, 1
 
@@ -170,7 +170,7 @@ def test_moving_region_of_the_flow_gains_resolution_and_the_core_does_not_lose(d
     0.15 Å when written: 8.34 vs 8.48 Å) and a finer median local resolution by at least
     0.5 Å (9.64 vs 10.72 Å), while in the quarter it moves least the flexible map loses at most
     0.3 Å (the learned flow moves the static core a little, see docs/reconstruction.md)."""
-    from flexcore.localres import run_local_resolution
+    from flexcore.stages.localres import run_local_resolution
 
     s = run_local_resolution(data["checkpoint"], data["root"] / "recon", tmp_path)
     rows = {r["region"]: r for r in s["regions"]}
@@ -185,10 +185,13 @@ def test_moving_region_of_the_flow_gains_resolution_and_the_core_does_not_lose(d
 
 
 def test_reconstruction_evaluation_reports_the_moving_domain_gain(data, tmp_path):
-    """flexcore.evaluate_recon on this reconstruction: against every ground-truth state the
+    """flexcore.stages.evaluate_reconstruction.step on this reconstruction: against every ground-truth state the
     deformed flexible map beats the rigid map inside the simulation's moving-domain mask, by
     more than 0.05 in mean FSC (0.777 vs 0.696 when written)."""
-    from flexcore.evaluate_recon import evaluate_reconstruction, write_reconstruction_evaluation
+    from flexcore.stages.evaluate_reconstruction.step import (
+        evaluate_reconstruction,
+        write_reconstruction_evaluation,
+    )
 
     root = data["root"]
     rec = evaluate_reconstruction(root / "sim", root / "prep", data["checkpoint"], root / "recon")

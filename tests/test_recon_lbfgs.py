@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.recon.lbfgs import minimize_quadratic, two_loop_direction
+from flexcore.stages.reconstruct.lbfgs import minimize_quadratic, two_loop_direction
 
 
 def random_quadratic(n: int, condition: float, seed: int):

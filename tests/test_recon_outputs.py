@@ -6,15 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.fourier import rfft_radius_3d
-from flexcore.recon.outputs import (
-    guinier_bfactor,
-    plot_fsc,
-    radial_amplitude,
-    sharpen,
-    write_fsc_table,
-    write_lbfgs_table,
-)
+from flexcore.core.fourier import rfft_radius_3d
+from flexcore.core.fsc_outputs import guinier_bfactor, plot_fsc, radial_amplitude, sharpen, write_fsc_table
+from flexcore.stages.reconstruct.outputs import write_lbfgs_table
 
 
 def blurred_map(n: int, pixel_size_A: float, bfactor: float, seed: int = 0) -> np.ndarray:

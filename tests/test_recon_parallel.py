@@ -18,15 +18,15 @@ from flexcore.cli.main import main as cli_main
 from flexcore.cli.reconstruct import command_line as reconstruct_command
 from flexcore.cli.train import command_line as train_command
 from flexcore.cli.train import parse_assignments
-from flexcore.errors import InputFileError
-from flexcore.io import read_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.recon import run_reconstruct
-from flexcore.recon.split_step import SOLVES, run_reconstruct_combine, run_reconstruct_half
-from flexcore.recon.step import OUTPUTS
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
+from flexcore.core.errors import InputFileError
+from flexcore.core.io import read_map
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.reconstruct.solves import SOLVES, run_reconstruct_combine, run_reconstruct_half
+from flexcore.stages.reconstruct.step import OUTPUTS
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 KWARGS = {"iterations": 3, "batch_size": 50, "device": "cpu"}
 MAPS = [n for n in OUTPUTS if n.endswith(".mrc")]

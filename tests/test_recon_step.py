@@ -11,16 +11,16 @@ import pytest
 import torch
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.fourier import fourier_crop
-from flexcore.generate import run_generate
-from flexcore.io import read_map, write_map
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.recon import run_reconstruct
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
-from flexcore.train.checkpoint import load_checkpoint, save_checkpoint
+from flexcore.core.checkpoint import load_checkpoint, save_checkpoint
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.fourier import fourier_crop
+from flexcore.core.io import read_map, write_map
+from flexcore.stages.generate.step import run_generate
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 OUTPUTS = ["flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc", "flex_map_sharp.mrc",
            "noflex_map.mrc", "noflex_map_half_A.mrc", "noflex_map_half_B.mrc", "fsc.tsv",
@@ -172,10 +172,10 @@ def test_state_maps_deform_each_half_and_have_their_own_fsc(data, streamed, tmp_
     """Per-state maps from select.json: each state map is the reconstruction deformed to the
     state (deforming is linear, so the average of the deformed halves equals the deformed
     average), with its half maps, FSC and ChimeraX script."""
-    from flexcore.generate import VolumeDeformer
-    from flexcore.selection import run_select
-    from flexcore.states import run_state_maps
-    from flexcore.train.trained import load_trained_model
+    from flexcore.core.deform import VolumeDeformer
+    from flexcore.core.trained import load_trained_model
+    from flexcore.stages.select import run_select
+    from flexcore.stages.state_maps.step import run_state_maps
 
     root = data["root"]
     sel = run_select(root / "train/latents.npy", root / "prep", tmp_path / "select",
@@ -217,7 +217,7 @@ def test_state_maps_deform_each_half_and_have_their_own_fsc(data, streamed, tmp_
 
 def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path, capsys):
     """localres on a reconstruction without noflex maps: flexible columns only."""
-    from flexcore.localres import run_local_resolution
+    from flexcore.stages.localres import run_local_resolution
 
     s = run_local_resolution(data["checkpoint"], streamed["out"], tmp_path, window_px=8)
     assert [r["region"] for r in s["regions"]] == ["whole", "core", "middle", "moving"]

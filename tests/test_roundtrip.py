@@ -10,21 +10,14 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from flexcore.ctf import calculate_ctf_2d
-from flexcore.fourier import shift_phase_2d
-from flexcore.fsc import fsc_curve
-from flexcore.io import (
-    OpticsGroup,
-    ParticleTable,
-    read_particles,
-    write_cs,
-    write_stack,
-    write_star,
-)
-from flexcore.recon.rigid import reconstruct_particles
-from flexcore.rotations import random_rotations
-from flexcore.simulate.phantom import make_phantom
-from flexcore.simulate.render import render_projections, render_volume
+from flexcore.core.ctf import calculate_ctf_2d
+from flexcore.core.fourier import shift_phase_2d
+from flexcore.core.fsc import fsc_curve
+from flexcore.core.io import OpticsGroup, ParticleTable, read_particles, write_cs, write_stack, write_star
+from flexcore.core.rotations import random_rotations
+from flexcore.core.wiener import reconstruct_particles
+from flexcore.stages.simulate.phantom import make_phantom
+from flexcore.stages.simulate.render import render_projections, render_volume
 
 BOX, PSIZE, N = 48, 3.0, 1200
 
@@ -102,7 +95,7 @@ def test_cli_rigid_reconstruction_writes_maps_and_fsc(tmp_path, phantom_data):
     assert main(["reconstruct-rigid", str(tmp_path / "particles.star"), str(tmp_path / "out")]) == 0
     for name in ("map.mrc", "map_half_A.mrc", "map_half_B.mrc", "fsc.tsv", "fsc.png"):
         assert (tmp_path / "out" / name).stat().st_size > 0
-    from flexcore.io import read_map
+    from flexcore.core.io import read_map
 
     vol, voxel = read_map(tmp_path / "out" / "map.mrc")
     assert voxel == pytest.approx(PSIZE, abs=1e-4)

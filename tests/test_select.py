@@ -17,12 +17,12 @@ import pytest
 import starfile
 
 from flexcore.cli.main import main as cli_main
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io import ImageSource, read_particles, write_cs, write_star
-from flexcore.io.subset import write_source_rows
-from flexcore.prep import run_prep
-from flexcore.selection import define_subsets, run_select, subset_names
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io import ImageSource, read_particles, write_cs, write_star
+from flexcore.core.io.subset import write_source_rows
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.select import define_subsets, run_select, subset_names
+from flexcore.stages.simulate import run_simulate
 
 N = 160
 

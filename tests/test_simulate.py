@@ -6,9 +6,9 @@ import mrcfile
 import numpy as np
 import pytest
 
-from flexcore.errors import ConfigError
-from flexcore.io import read_particles
-from flexcore.simulate import run_simulate
+from flexcore.core.errors import ConfigError
+from flexcore.core.io import read_particles
+from flexcore.stages.simulate import run_simulate
 
 
 @pytest.fixture(scope="module")

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from flexcore.errors import ConfigError
-from flexcore.io import read_map
-from flexcore.masks import sphere_mask
-from flexcore.mesh import regular_tet_mesh
-from flexcore.rotations import rotation_about_axis
-from flexcore.strain import (
+from flexcore.core.errors import ConfigError
+from flexcore.core.io import read_map
+from flexcore.core.masks import sphere_mask
+from flexcore.core.mesh import regular_tet_mesh
+from flexcore.core.rotations import rotation_about_axis
+from flexcore.core.strain import (
     cell_stretch,
     measure_strain,
     strain_samples,

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flexcore.sweep import summarise_sweep
+from flexcore.stages.sweep_summary.step import summarise_sweep
 
 
 def _point(folder, nll_flow, nll_rigid, sd, res_flex=None, res_rigid=None, rho=None):

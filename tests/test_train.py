@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from flexcore.cli.main import main
-from flexcore.errors import ConfigError, InputFileError
-from flexcore.io import read_particles
-from flexcore.mesh import run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
-from flexcore.train.trained import load_trained_model
+from flexcore.core.errors import ConfigError, InputFileError
+from flexcore.core.io import read_particles
+from flexcore.core.trained import load_trained_model
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 
 def make_dataset(root, n, box, max_angle, seed, snr=0.1):
@@ -94,7 +94,7 @@ def test_selection_by_latent_region_recovers_the_true_motion_range(hinge, tmp_pa
     whose true coordinate is in the top quartile; k-means clusters are ordered along it."""
     from scipy.stats import spearmanr
 
-    from flexcore.selection import run_select
+    from flexcore.stages.select import run_select
 
     sim, prep, _, train = hinge
     z = np.load(train / "latents.npy")[:, 0]
@@ -120,7 +120,7 @@ def test_selection_by_latent_region_recovers_the_true_motion_range(hinge, tmp_pa
 
 def test_checkpoint_loads_in_a_fresh_process(hinge):
     _, _, _, train = hinge
-    code = ("from flexcore.train.trained import load_trained_model; import sys; "
+    code = ("from flexcore.core.trained import load_trained_model; import sys; "
             f"m = load_trained_model(r'{train / 'checkpoints' / 'checkpoint_last.pt'}'); "
             "print(m.epoch, m.latent_dim, m.box, m.latents.shape[0])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
@@ -173,7 +173,7 @@ def test_bad_configuration_fails_before_any_work(tmp_path, dataset):
         run_train(prep, mesh, tmp_path / "out", {"latentdim": 2})
     other = tmp_path / "other"
     run_mesh(prep / "consensus.mrc", other, n_cells=10)
-    from flexcore.mesh import TetMesh
+    from flexcore.core.mesh import TetMesh
 
     m = TetMesh.load(other / "mesh.npz").upscale(64)
     m.save(tmp_path / "mesh64.npz")

@@ -14,15 +14,16 @@ import torch
 from ranks import torchrun_flexcore
 from scipy.stats import spearmanr
 
-from flexcore.fsc import fsc_curve
-from flexcore.io import read_particles
-from flexcore.mesh import TetMesh, run_mesh
-from flexcore.prep import run_prep
-from flexcore.simulate import run_simulate
-from flexcore.train import run_train
-from flexcore.train.checkpoint import load_checkpoint, save_checkpoint
-from flexcore.train.config import TrainConfig
-from flexcore.train.schedule import k_max_for_epoch
+from flexcore.core.checkpoint import load_checkpoint, save_checkpoint
+from flexcore.core.fsc import fsc_curve
+from flexcore.core.io import read_particles
+from flexcore.core.mesh import TetMesh
+from flexcore.core.schedule import k_max_for_epoch
+from flexcore.core.train_config import TrainConfig
+from flexcore.stages.mesh.step import run_mesh
+from flexcore.stages.prep.step import run_prep
+from flexcore.stages.simulate import run_simulate
+from flexcore.stages.train import run_train
 
 BOX = 32
 CONFIG = {"latent_dim": 1, "epochs": 6, "batch_size": 64, "device": "cpu"}

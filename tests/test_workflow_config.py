@@ -71,7 +71,7 @@ def test_schema_accepts_its_own_defaults_and_the_shipped_configs():
 
 
 def test_train_section_is_trainconfig():
-    from flexcore.train.config import TrainConfig
+    from flexcore.core.train_config import TrainConfig
 
     fields = {f.name: f.default for f in dataclasses.fields(TrainConfig)}
     launch = {"gpus"}  # how many ranks train, not how (the fingerprint must not depend on it)
@@ -80,14 +80,14 @@ def test_train_section_is_trainconfig():
 
 
 @pytest.mark.parametrize("section, function, not_arguments", [
-    ("simulate", "flexcore.simulate:run_simulate", {"use_mask"}),
-    ("prep", "flexcore.prep:run_prep", set()),
-    ("mesh", "flexcore.mesh:run_mesh", set()),
-    ("generate", "flexcore.generate:run_generate", {"from_reconstruction"}),
-    ("reconstruct", "flexcore.recon.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
-    ("select", "flexcore.selection:run_select", {"enabled"}),
-    ("states", "flexcore.states:run_state_maps", {"enabled", "source"}),
-    ("localres", "flexcore.localres:run_local_resolution", {"enabled"}),
+    ("simulate", "flexcore.stages.simulate:run_simulate", {"use_mask"}),
+    ("prep", "flexcore.stages.prep.step:run_prep", set()),
+    ("mesh", "flexcore.stages.mesh.step:run_mesh", set()),
+    ("generate", "flexcore.stages.generate.step:run_generate", {"from_reconstruction"}),
+    ("reconstruct", "flexcore.stages.reconstruct.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
+    ("select", "flexcore.stages.select:run_select", {"enabled"}),
+    ("states", "flexcore.stages.state_maps.step:run_state_maps", {"enabled", "source"}),
+    ("localres", "flexcore.stages.localres:run_local_resolution", {"enabled"}),
 ])
 def test_sections_match_the_step_functions_they_feed(section, function, not_arguments):
     import importlib

@@ -79,7 +79,7 @@ def copy_run(run, destination: Path) -> Path:
 
 
 def read_map(path):
-    from flexcore.io import read_map as read
+    from flexcore.core.io import read_map as read
 
     return read(path)[0]
 
@@ -309,7 +309,7 @@ def test_killed_training_job_resumes_when_snakemake_runs_again(tiny_run, tmp_pat
 def test_particles_in_a_relion_project_run_through_prep(tiny_run, tmp_path):
     """run_data.star in Refine3D/job009 names its stack Extract/job005/... (relative to the
     project folder, as RELION writes it); snakemake runs elsewhere."""
-    from flexcore.io import read_particles, write_star
+    from flexcore.core.io import read_particles, write_star
 
     project = tmp_path / "project"
     (project / "Extract" / "job005").mkdir(parents=True)

@@ -22,6 +22,6 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..evaluate import run_evaluate
+    from ..stages.evaluate.step import run_evaluate
 
     run_evaluate(args.sim_dir, args.prep_dir, args.checkpoint, args.out_dir, mesh=args.mesh)

@@ -31,7 +31,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..generate import run_generate
+    from ..stages.generate.step import run_generate
 
     run_generate(args.checkpoint, args.out_dir, mesh=args.mesh, n_frames=args.n_frames,
                  radius=args.radius, percentile=args.percentile, latents_file=args.latents,

@@ -34,7 +34,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..localres import run_local_resolution
+    from ..stages.localres import run_local_resolution
 
     run_local_resolution(args.checkpoint, args.recon_dir, args.out_dir, mesh=args.mesh,
                          region_quantile=args.region_quantile, window_px=args.window_px,

@@ -52,7 +52,7 @@ def add_args(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> None:
-    from ..mesh import run_mesh
+    from ..stages.mesh.step import run_mesh
 
     run_mesh(args.consensus_map, args.out_dir, mask=args.mask, n_cells=args.n_cells,
              lowpass_A=args.lowpass_A, threshold=args.threshold,

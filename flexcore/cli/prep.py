@@ -37,7 +37,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..prep import run_prep
+    from ..stages.prep.step import run_prep
 
     run_prep(args.particles, args.consensus_map, args.out_dir, train_box=args.train_box,
              crop_box=args.crop_box, n_particles=args.n_particles, pixel_size_A=args.pixel_size,

@@ -77,8 +77,8 @@ def main(args) -> None:
                   ridge=args.ridge, resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
                   scratch_dir=args.scratch_dir, aberrations=args.aberrations, device=args.device)
     if args.solve:
-        from ..errors import ConfigError
-        from ..recon.split_step import run_reconstruct_half
+        from ..core.errors import ConfigError
+        from ..stages.reconstruct.solves import run_reconstruct_half
 
         if args.no_rigid_baseline or args.bfactor is not None:
             raise ConfigError("--solve solves one half; --no-rigid-baseline and --bfactor "
@@ -87,7 +87,7 @@ def main(args) -> None:
         run_reconstruct_half(args.checkpoint, args.prep_dir, args.out_dir, solve=args.solve,
                              **common)
         return
-    from ..recon.step import run_reconstruct
+    from ..stages.reconstruct.step import run_reconstruct
 
     run_reconstruct(args.checkpoint, args.prep_dir, args.out_dir,
                     rigid_baseline=not args.no_rigid_baseline, bfactor=args.bfactor, **common)

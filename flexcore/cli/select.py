@@ -51,7 +51,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..selection import run_select
+    from ..stages.select import run_select
 
     run_select(args.latents, args.prep_dir, args.out_dir, method=args.method,
                n_clusters=args.n_clusters, center=args.center, half_widths=args.half_widths,

@@ -28,7 +28,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..simulate import run_simulate
+    from ..stages.simulate import run_simulate
 
     run_simulate(args.out_dir, n_particles=args.n_particles, box=args.box,
                  pixel_size_A=args.pixel_size, snr=args.snr, n_motions=args.motions,

@@ -32,7 +32,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..states import run_state_maps
+    from ..stages.state_maps.step import run_state_maps
 
     run_state_maps(args.checkpoint, args.recon_dir, args.out_dir, states=args.states,
                    mesh=args.mesh, supersample=args.supersample, bfactor=args.bfactor,

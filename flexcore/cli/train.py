@@ -5,7 +5,7 @@ Example::
     flexcore train results/prep results/mesh/mesh.npz results/train \\
         --set latent_dim=2 --set epochs=16 --set rigidity_lambda=2.0
 
-Parameters are the fields of ``flexcore.train.TrainConfig`` (CryoSPARC's defaults), given
+Parameters are the fields of ``flexcore.core.train_config.TrainConfig`` (CryoSPARC's defaults), given
 with ``--set key=value`` or in a YAML file (``--config``).
 
 An OUT_DIR that already holds a training run is refused, with a message that says whether
@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import yaml
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 
 def yaml_problem(exc: yaml.YAMLError) -> str:
@@ -91,7 +91,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..train import run_train
+    from ..stages.train import run_train
 
     config = {}
     if args.config:

@@ -122,7 +122,7 @@ def source_consensus_map(wildcards):
 
 
 def simulation_parameters():
-    """Keyword arguments of flexcore.simulate.run_simulate from config simulate."""
+    """Keyword arguments of flexcore.stages.simulate.run_simulate from config simulate."""
     return {k: v for k, v in config["simulate"].items() if k != "use_mask"}
 
 
@@ -139,7 +139,7 @@ def mesh_user_files(wildcards):
 
 
 def mesh_parameters():
-    """Keyword arguments of flexcore.mesh.run_mesh besides the files."""
+    """Keyword arguments of flexcore.stages.mesh.step.run_mesh besides the files."""
     conn, rigid = config["input"]["connections"], config["input"]["rigid_segments"]
     return {
         **config["mesh"],
@@ -149,7 +149,7 @@ def mesh_parameters():
 
 
 def training_parameters():
-    """The TrainConfig dict for flexcore.train.run_train (config train without gpus)."""
+    """The TrainConfig dict for flexcore.stages.train.run_train (config train without gpus)."""
     return {k: v for k, v in config["train"].items() if k != "gpus"}
 
 
@@ -189,7 +189,7 @@ def generate_user_files(wildcards):
 
 
 def generate_parameters():
-    """Keyword arguments of flexcore.generate.run_generate besides the files."""
+    """Keyword arguments of flexcore.stages.generate.step.run_generate besides the files."""
     keep = (
         "n_frames",
         "radius",
@@ -202,7 +202,7 @@ def generate_parameters():
 
 
 def reconstruct_parameters():
-    """Keyword arguments of flexcore.recon.step.run_reconstruct besides the files."""
+    """Keyword arguments of flexcore.stages.reconstruct.step.run_reconstruct besides the files."""
     workflow_keys = ("enabled", "gpus", "split_jobs")
     params = {k: v for k, v in config["reconstruct"].items() if k not in workflow_keys}
     params["scratch_dir"] = params["scratch_dir"] or None
@@ -229,7 +229,7 @@ def selection_files(folder):
 
 
 def select_parameters():
-    """Keyword arguments of flexcore.selection.run_select besides the files."""
+    """Keyword arguments of flexcore.stages.select.run_select besides the files."""
     return {k: v for k, v in config["select"].items() if k != "enabled"}
 
 
@@ -241,12 +241,12 @@ def state_map_states(wildcards):
 
 
 def state_map_parameters():
-    """Keyword arguments of flexcore.states.run_state_maps besides the files."""
+    """Keyword arguments of flexcore.stages.state_maps.step.run_state_maps besides the files."""
     return {k: v for k, v in config["states"].items() if k not in ("enabled", "source")}
 
 
 def localres_parameters():
-    """Keyword arguments of flexcore.localres.run_local_resolution besides the files."""
+    """Keyword arguments of flexcore.stages.localres.run_local_resolution besides the files."""
     return {k: v for k, v in config["localres"].items() if k != "enabled"}
 
 
@@ -256,7 +256,7 @@ def reconstruction_kinds():
 
 
 def reconstruct_half_parameters():
-    """Keyword arguments of flexcore.recon.split_step.run_reconstruct_half (one solve)."""
+    """Keyword arguments of flexcore.stages.reconstruct.solves.run_reconstruct_half (one solve)."""
     params = reconstruct_parameters()
     return {k: v for k, v in params.items() if k not in ("rigid_baseline", "bfactor")}
 

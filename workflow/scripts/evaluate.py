@@ -1,6 +1,6 @@
 """Rule evaluate: score the trained model against the simulation's ground truth.
 
-Calls flexcore.evaluate.run_evaluate, which writes evaluation.json and evaluation.tsv (per
+Calls flexcore.stages.evaluate.step.run_evaluate, which writes evaluation.json and evaluation.tsv (per
 ground-truth map: FSC of the generated map vs the consensus map's) into the folder of
 output.summary.
 """
@@ -11,7 +11,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.evaluate import run_evaluate
+from flexcore.stages.evaluate.step import run_evaluate
 
 inp = snakemake.input
 run_evaluate(

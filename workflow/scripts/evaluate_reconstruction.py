@@ -1,7 +1,7 @@
 """Rule evaluate_reconstruction: the flexible and rigid reconstructions against the
 simulation's ground truth, in the moving domain and the whole mask.
 
-Calls flexcore.evaluate_recon.run_evaluate_reconstruction, which writes reconstruction.tsv,
+Calls flexcore.stages.evaluate_reconstruction.step.run_evaluate_reconstruction, which writes reconstruction.tsv,
 reconstruction.json and moving_fsc.png into the folder of output.summary.
 """
 
@@ -11,7 +11,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.evaluate_recon import run_evaluate_reconstruction
+from flexcore.stages.evaluate_reconstruction.step import run_evaluate_reconstruction
 
 inp = snakemake.input
 run_evaluate_reconstruction(

@@ -1,6 +1,6 @@
 """Rule generate: volume series along each latent dimension of the trained model.
 
-Calls flexcore.generate.run_generate with config generate; a custom latents file or a
+Calls flexcore.stages.generate.step.run_generate with config generate; a custom latents file or a
 map to deform (user map or the flexible reconstruction) arrive as named inputs when set.
 """
 
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.generate import run_generate
+from flexcore.stages.generate.step import run_generate
 
 run_generate(
     snakemake.input.checkpoint,

@@ -1,7 +1,7 @@
 """Rule localres: half-map FSC per region (moving domain, core, segments) and local-resolution
 maps of the flexible and rigid reconstructions.
 
-Calls flexcore.localres.run_local_resolution with config localres.
+Calls flexcore.stages.localres.run_local_resolution with config localres.
 """
 
 import sys
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.localres import run_local_resolution
+from flexcore.stages.localres import run_local_resolution
 
 run_local_resolution(
     snakemake.input.checkpoint,

@@ -1,6 +1,6 @@
 """Rule mesh: tetrahedral mesh, solvent mask and rigidity weights for the consensus map.
 
-Calls flexcore.mesh.run_mesh with config mesh; the optional user files (mask,
+Calls flexcore.stages.mesh.step.run_mesh with config mesh; the optional user files (mask,
 segmentation, imported or custom mesh) arrive as named inputs when they are set.
 """
 
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.mesh import run_mesh
+from flexcore.stages.mesh.step import run_mesh
 
 run_mesh(
     snakemake.input.consensus_map,

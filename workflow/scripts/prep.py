@@ -1,6 +1,6 @@
 """Rule prep: particles and consensus map Fourier-cropped to the training box.
 
-Calls flexcore.prep.run_prep with config prep; writes particles.star/.mrcs,
+Calls flexcore.stages.prep.step.run_prep with config prep; writes particles.star/.mrcs,
 consensus.mrc and prep.json into the folder of output.info.
 """
 
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.prep import run_prep
+from flexcore.stages.prep.step import run_prep
 
 run_prep(
     snakemake.input.particles,

@@ -1,6 +1,6 @@
 """Rule provenance: what produced a results folder, as YAML beside the results.
 
-Writes flexcore.utils.provenance.provenance (flexcore, torch, snakemake, Python versions,
+Writes flexcore.core.utils.provenance.provenance (flexcore, torch, snakemake, Python versions,
 git commit, host, time) with the resolved configuration (schema defaults filled in), the
 seeds of every stage and, for a sweep, its points.
 """
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import yaml
 
-from flexcore.utils.provenance import provenance
+from flexcore.core.utils.provenance import provenance
 
 record = provenance("workflow")
 record.pop("command")  # the job's own script path, not the snakemake command line

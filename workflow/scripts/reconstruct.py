@@ -1,6 +1,6 @@
 """Rule reconstruct: flexible high-resolution reconstruction with gold-standard FSC.
 
-Calls flexcore.recon.step.run_reconstruct with config reconstruct (the full-resolution
+Calls flexcore.stages.reconstruct.step.run_reconstruct with config reconstruct (the full-resolution
 particles are found through prep.json), on gpu ranks with torchrun when the job has more
 than one GPU (config reconstruct.gpus); with reconstruct.split_jobs the solves come from
 reconstruct_half jobs and this job only combines them (run_reconstruct_combine).
@@ -13,9 +13,9 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from pathlib import Path
 
 from flexcore.cli.reconstruct import command_line
-from flexcore.recon.split_step import run_reconstruct_combine
-from flexcore.recon.step import run_reconstruct
-from flexcore.utils.launch import run_on_ranks
+from flexcore.core.utils.launch import run_on_ranks
+from flexcore.stages.reconstruct.solves import run_reconstruct_combine
+from flexcore.stages.reconstruct.step import run_reconstruct
 
 files = (snakemake.input.checkpoint, Path(snakemake.input.prep_info).parent)
 out = Path(snakemake.output.summary).parent

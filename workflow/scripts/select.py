@@ -1,6 +1,6 @@
 """Rule select: particle subsets by latent region, written as the original particles.
 
-Calls flexcore.selection.run_select with config select on the trained latents; the subsets
+Calls flexcore.stages.select.run_select with config select on the trained latents; the subsets
 are rows of the particle file prep read (prep.json's source_particles).
 """
 
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.selection import run_select
+from flexcore.stages.select import run_select
 
 run_select(
     snakemake.input.latents,

@@ -1,6 +1,6 @@
 """Rule simulate: a simulated flexible dataset with ground truth, in real formats.
 
-Calls flexcore.simulate.run_simulate with config simulate; writes into the folder of
+Calls flexcore.stages.simulate.run_simulate with config simulate; writes into the folder of
 output.particles (particles.star/.mrcs, consensus.mrc, masks, gt/, ground_truth.*).
 """
 
@@ -10,6 +10,6 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.simulate import run_simulate
+from flexcore.stages.simulate import run_simulate
 
 run_simulate(Path(snakemake.output.particles).parent, **snakemake.params.simulation)

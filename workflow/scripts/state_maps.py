@@ -1,6 +1,6 @@
 """Rule state_maps: the flexible reconstruction deformed to chosen states, with half-map FSC.
 
-Calls flexcore.states.run_state_maps with config states; the states come from select.json
+Calls flexcore.stages.state_maps.step.run_state_maps with config states; the states come from select.json
 (states.source selection) or generate.json (series).
 """
 
@@ -10,7 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.states import run_state_maps
+from flexcore.stages.state_maps.step import run_state_maps
 
 run_state_maps(
     snakemake.input.checkpoint,

@@ -1,14 +1,14 @@
 """Rule sweep_summary: a table (TSV) and a plot (PNG) comparing the points of a sweep.
 
 Reads each point's train.json and latents.npy (and recon.json, evaluation.json when the
-sweep reconstructs / the data are simulated) through flexcore.sweep.summarise_sweep.
+sweep reconstructs / the data are simulated) through flexcore.stages.sweep_summary.step.summarise_sweep.
 """
 
 import sys
 
 sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
-from flexcore.sweep import summarise_sweep
+from flexcore.stages.sweep_summary.step import summarise_sweep
 
 
 def as_list(files):

@@ -1,6 +1,6 @@
 """Rule train: latents, flow generator and canonical map (3D Flex Train).
 
-Calls flexcore.train.run_train with config train (the fields of TrainConfig); writes
+Calls flexcore.stages.train.run_train with config train (the fields of TrainConfig); writes
 model.pt, latents (.npy/.star/.cs), history and plots into the folder of output.summary.
 Per-epoch checkpoints (train/checkpoints/, not declared outputs, so Snakemake keeps them
 when a job fails) let an interrupted job continue: on_existing="auto" resumes a
@@ -15,8 +15,8 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 from pathlib import Path
 
 from flexcore.cli.train import command_line
-from flexcore.train import run_train
-from flexcore.utils.launch import run_on_ranks
+from flexcore.core.utils.launch import run_on_ranks
+from flexcore.stages.train import run_train
 
 args = (
     Path(snakemake.input.prep_info).parent,

@@ -1,0 +1,103 @@
+"""Convection + projection: the hot path of training and reconstruction.
+
+``splat_project`` validates its inputs and runs the CUDA kernel when the tensors are on a
+CUDA device and the extension builds; otherwise the pure-PyTorch reference of the same
+signature. ``FLEXCORE_OPS_BACKEND=reference`` forces the reference. The backend in use is
+logged once.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+from ..utils.logging import get_logger
+from .geometry import VoxelGeometry, voxel_coordinates
+from .pull import pull_project_reference
+from .reference import interpolate_displacements, splat_project_reference
+from .volume import splat_volume
+
+__all__ = [
+    "VoxelGeometry", "splat_project", "splat_project_reference", "pull_project_reference",
+    "interpolate_displacements", "splat_volume", "backend_for", "voxel_coordinates",
+]
+
+_LOGGED: set[str] = set()
+log = get_logger("flexcore.ops")
+
+
+def backend_for(device: torch.device) -> str:
+    """``"cuda"`` when the kernel can run on ``device``, else ``"reference"``."""
+    forced = os.environ.get("FLEXCORE_OPS_BACKEND", "").lower()
+    if forced == "reference" or device.type != "cuda":
+        return "reference"
+    from . import cuda as cuda_backend
+
+    if cuda_backend.load_extension() is None:
+        if forced == "cuda":
+            raise RuntimeError("FLEXCORE_OPS_BACKEND=cuda but the CUDA extension failed to build; "
+                               "see the log above")
+        return "reference"
+    return "cuda"
+
+
+def _log_backend(name: str, device) -> None:
+    key = f"{name}:{device}"
+    if key not in _LOGGED:
+        _LOGGED.add(key)
+        log.info("convection+projection backend: %s on %s", name, device)
+
+
+def _check(density, geometry, displacements, rotations, image_size):
+    if not isinstance(geometry, VoxelGeometry):
+        raise TypeError(f"geometry must be a VoxelGeometry, got {type(geometry).__name__}")
+    coords, vertex_index, barycentric = geometry.coords, geometry.vertex_index, geometry.barycentric
+    m = density.shape[0] if density.ndim == 1 else -1
+    if density.ndim != 1:
+        raise ValueError(f"density must be (M,), got {tuple(density.shape)}")
+    if coords.shape != (m, 3):
+        raise ValueError(f"coords must be (M, 3) = ({m}, 3), got {tuple(coords.shape)}")
+    if vertex_index.shape != (m, 4) or vertex_index.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"vertex_index must be integer (M, 4), got {tuple(vertex_index.shape)} "
+                         f"{vertex_index.dtype}")
+    if barycentric.shape != (m, 4):
+        raise ValueError(f"barycentric must be (M, 4), got {tuple(barycentric.shape)}")
+    if rotations.ndim != 3 or rotations.shape[1:] != (3, 3):
+        raise ValueError(f"rotations must be (B, 3, 3), got {tuple(rotations.shape)}")
+    if displacements is not None:
+        if displacements.ndim != 3 or displacements.shape[0] != rotations.shape[0] \
+                or displacements.shape[2] != 3:
+            raise ValueError(f"displacements must be (B, Nv, 3) with B = {rotations.shape[0]}, "
+                             f"got {tuple(displacements.shape)}")
+    if int(image_size) <= 0:
+        raise ValueError(f"image_size must be positive, got {image_size}")
+    devices = {t.device for t in (density, coords, vertex_index, barycentric, rotations)
+               if t is not None}
+    if displacements is not None:
+        devices.add(displacements.device)
+    if len(devices) != 1:
+        raise ValueError(f"all inputs must be on one device, got {sorted(map(str, devices))}")
+
+
+def splat_project(
+    density: torch.Tensor,
+    geometry: VoxelGeometry,
+    displacements: torch.Tensor | None,
+    rotations: torch.Tensor,
+    image_size: int,
+) -> torch.Tensor:
+    """Push + splat projection of mask-voxel densities under per-image vertex displacements.
+
+    See :func:`~flexcore.core.ops.reference.splat_project_reference` for the arguments and the
+    conventions; the result is ``(B, D, D)``, differentiable w.r.t. ``density`` and
+    ``displacements``.
+    """
+    _check(density, geometry, displacements, rotations, image_size)
+    backend = backend_for(density.device)
+    _log_backend(backend, density.device)
+    if backend == "cuda":
+        from .cuda import splat_project_cuda
+
+        return splat_project_cuda(density, geometry, displacements, rotations, int(image_size))
+    return splat_project_reference(density, geometry, displacements, rotations, int(image_size))

@@ -1,5 +1,0 @@
-"""Simulated flexible datasets with ground truth, for the demo and the tests."""
-
-from .dataset import SimulationResult, run_simulate
-
-__all__ = ["SimulationResult", "run_simulate"]

@@ -1,0 +1,1 @@
+"""``flexcore evaluate``: a trained model scored against a simulation's ground truth."""

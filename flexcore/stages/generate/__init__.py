@@ -1,0 +1,1 @@
+"""``flexcore generate``: volume series from a trained model."""

@@ -1,0 +1,65 @@
+"""What ``flexcore generate`` writes for a volume series besides the frames: a ChimeraX
+command file that plays them, an animated GIF of projections and a PNG strip of slices.
+
+Figures are drawn on their own Agg canvas (:mod:`flexcore.core.utils.figures`), never through
+pyplot, so importing this module leaves the matplotlib backend alone.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from matplotlib.animation import FuncAnimation, PillowWriter
+
+from ...core.utils.atomic import atomic_path, write_text_atomic
+from ...core.utils.figures import new_figure, save_png
+
+
+def write_chimerax_series(path: Path, frame_glob: str, level: float) -> None:
+    """A ChimeraX command file that opens frames as a volume series and plays it.
+    (ChimeraX runs a .cxc with its folder as the current directory, so paths are relative.)"""
+    write_text_atomic(path, "\n".join([
+        f"# flexcore volume series: open in ChimeraX with `open {path.name}`",
+        f"open {frame_glob} vseries true",
+        f"volume #1 level {level:.4g} style surface",
+        "vseries play #1 loop true direction oscillate",
+        "view",
+    ]) + "\n")
+
+
+def write_motion_gif(frames: list[np.ndarray], path: Path, title: str) -> None:
+    """Animated GIF of projections along z, x and y (forth and back)."""
+    projs = [np.stack([f.sum(0), f.sum(1), f.sum(2)]) for f in frames]
+    lo, hi = min(p.min() for p in projs), max(p.max() for p in projs)
+    fig = new_figure((7.5, 2.8))
+    axes = fig.subplots(1, 3)
+    ims = []
+    for ax, name, img in zip(axes, ("along z", "along y", "along x"), projs[0]):
+        ims.append(ax.imshow(img, cmap="gray", vmin=lo, vmax=hi, origin="lower"))
+        ax.set_title(name, fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
+
+    def update(i):
+        for im, img in zip(ims, projs[order[i]]):
+            im.set_data(img)
+        fig.suptitle(f"{title} — frame {order[i] + 1}/{len(frames)}", fontsize=9)
+        return ims
+
+    anim = FuncAnimation(fig, update, frames=len(order), blit=False)
+    with atomic_path(path) as tmp:
+        anim.save(tmp, writer=PillowWriter(fps=8))
+
+
+def write_slice_strip(frames: list[np.ndarray], path: Path, labels: list[str]) -> None:
+    picks = np.unique(np.linspace(0, len(frames) - 1, min(5, len(frames))).round().astype(int))
+    fig = new_figure((2.4 * len(picks), 2.6))
+    axes = fig.subplots(1, len(picks), squeeze=False)
+    for ax, i in zip(axes[0], picks):
+        ax.imshow(frames[i].sum(0), cmap="gray", origin="lower")
+        ax.set_title(labels[i], fontsize=8)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    save_png(fig, path, dpi=100, bbox_inches="tight")

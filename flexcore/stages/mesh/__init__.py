@@ -1,0 +1,1 @@
+"""``flexcore mesh``: the tetrahedral mesh of a consensus map."""

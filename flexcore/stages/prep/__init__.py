@@ -1,0 +1,1 @@
+"""``flexcore prep``: particles and consensus map at the training box."""

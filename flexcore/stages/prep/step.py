@@ -1,0 +1,305 @@
+"""``flexcore prep``: particles and consensus map at the training box.
+
+Reads any particle file (RELION 3.0/3.1+/5 STAR or cryoSPARC ``.cs``) and the consensus
+map, checks they agree (box, pixel size), optionally crops the box in real space (the box
+for high-resolution reconstruction) and Fourier-crops particles and map to the training
+box. It measures the particles' contrast sign and scale against projections of the
+consensus map (flipping inverted particles) and the residual noise spectrum, and writes:
+
+* ``particles.star`` + ``particles.mrcs`` — prepared particles (RELION 3.1; shifts in Å;
+  ``_flexSourceIndex`` links each row to the input file's row, i.e. the full-resolution image);
+* ``consensus.mrc`` — the consensus map at the training box;
+* ``prep.json`` — sizes, pixel sizes, sign/scale, noise, half-set origin, the particles'
+  agreement with the map and provenance.
+
+Before any work prep refuses outputs that would replace an input (the particle file, its
+stacks, the map: write into another folder), a map without a voxel size or without
+structure, and particles that do not match the map (:func:`map_agreement`); every image
+is checked as it is read (NaN/infinite pixels, constant or all-zero images).
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ...core.ctf import ctf_for_particles
+from ...core.errors import ConfigError, InputFileError
+from ...core.fourier import center_crop, fourier_crop
+from ...core.io import ImageSource, StackWriter, read_map, read_particles, write_map, write_star
+from ...core.io.pixels import check_volume
+from ...core.model.image_model import ImageFormation
+from ...core.prep_info import PrepInfo
+from ...core.projection import project_volume
+from ...core.utils.logging import get_logger
+from ...core.utils.outputs import prepare_outputs
+
+log = get_logger("flexcore.prep")
+OUTPUTS = ("particles.star", "particles.mrcs", "consensus.mrc", "prep.json")
+# |score| below this: the particles do not match the map (see map_agreement); below the
+# second, they match it only weakly (a warning).
+MIN_MATCH_SCORE = 2.0
+WEAK_MATCH_SCORE = 4.0
+LIKELY_MISMATCH_CAUSES = (
+    "shifts in pixels read as Å or Å as pixels (RELION rlnOriginXAngst/YAngst are Å; "
+    "rlnOriginX/Y and cryoSPARC alignments3D/shift are pixels), a wrong pixel size, a map of "
+    "another structure or from another refinement, or poses from another refinement than "
+    "the map's"
+)
+
+
+def check_map_matches(map_path, volume: np.ndarray, voxel_A: float, box: int,
+                      pixel_size_A: float) -> None:
+    """Raise naming the map when its box or voxel size disagrees with the particles'."""
+    if volume.shape[0] != box:
+        raise InputFileError(map_path, f"map box {volume.shape[0]} px does not match the "
+                                       f"particles' {box} px")
+    if not voxel_A > 0:
+        raise InputFileError(map_path, "voxel size is 0 in the map's header, so it cannot be "
+                                       "checked against the particles' pixel size; set it "
+                                       "(e.g. relion_image_handler --i map.mrc --o fixed.mrc "
+                                       f"--angpix {pixel_size_A:.4g} --force_header_angpix)")
+    if abs(voxel_A - pixel_size_A) > 0.01 * pixel_size_A:
+        raise InputFileError(map_path, f"map voxel size {voxel_A:.4f} Å does not match the "
+                                       f"particles' pixel size {pixel_size_A:.4f} Å")
+
+
+def estimate_contrast(images: torch.Tensor, projections_ft: torch.Tensor,
+                      model: ImageFormation, k_max: float) -> tuple[float, np.ndarray, float]:
+    """Least-squares scale ``α`` of images against model spectra (band ``|k| ≤ k_max``),
+    residual noise power per shell (normalised to the white level) and the white-noise
+    pixel variance of the residual."""
+    obs = model.observed(images)
+    band = contrast_band(model, k_max)
+    num = ((obs * projections_ft.conj()).real * band).sum()
+    den = ((projections_ft.abs() ** 2) * band).sum()
+    alpha = float(num / den.clamp_min(1e-30))
+    resid = obs - alpha * projections_ft
+    power = (resid.abs() ** 2).mean(0) / model.box**2  # per coefficient, real-space units
+    shell = model.shell.flatten()
+    n_shell = model.box // 2 + 1
+    keep = shell < n_shell
+    sums = torch.zeros(n_shell).index_add_(0, shell[keep], power.flatten()[keep])
+    counts = torch.bincount(shell[keep], minlength=n_shell).clamp_min(1)
+    per_shell = (sums / counts).numpy()
+    sigma2 = float(np.mean(per_shell[1:]))
+    return alpha, per_shell / sigma2, sigma2
+
+
+def contrast_band(model: ImageFormation, k_max: float) -> torch.Tensor:
+    """Band ``0 < |k| ≤ k_max`` of the contrast estimate: the mean (DC) is left out, so an
+    offset in unnormalised images does not decide the scale or the sign."""
+    band = model.band(k_max).clone()
+    band[0, 0] = 0.0
+    return band
+
+
+def map_agreement(images_ft: torch.Tensor, model_ft: torch.Tensor, band: torch.Tensor,
+                  shell: torch.Tensor) -> dict:
+    """How well images agree with their model spectra, measured against chance.
+
+    Parameters
+    ----------
+    images_ft, model_ft : ``(n, D, D//2+1)`` spectra ``O`` of ``n`` images and ``M`` of the
+        consensus map's projections at their poses (CTF and shifts applied).
+    band : ``(D, D//2+1)`` coefficient weights ``w_k`` (half-plane multiplicity, 0 outside).
+    shell : ``(D, D//2+1)`` integer Fourier shell of each coefficient.
+
+    Returns
+    -------
+    ``{"correlation": ρ, "chance_sd": σ₁, "score": ρ/σ₁}`` with, over all images ``i`` and
+    coefficients ``k``, ``ρ = Σ w Re(O·M̄) / sqrt(Σ w|M|² · Σ w|O|²)`` and
+
+    ``σ₁² = n · Σ w² |M|² P(s_k) / 2 / (Σ w|M|² · Σ w|O|²)``,
+
+    the variance of one image's correlation with a model it does not contain: the real
+    part of ``O·M̄`` has variance ``|M|² P/2`` when ``O`` is unrelated to ``M`` with power ``P``
+    per coefficient, and ``P(s)``, the mean of ``|O|²`` over the images and the coefficients
+    of shell ``s``, stands in for it. The score says by how many chance spreads a typical
+    image agrees with its own projection: 5 to 12 for matching simulated particles (SNR
+    0.01 to 100), below 1.1 for shifts off by 100 Å, shifts in pixels read as Å, a shifted
+    map or poses of other particles (docs/conventions.md has the table).
+    """
+    n_shell = int(shell.max()) + 1
+    power = (images_ft.abs() ** 2).mean(0)
+    sums = torch.zeros(n_shell, dtype=power.dtype).index_add_(0, shell.flatten(), power.flatten())
+    counts = torch.bincount(shell.flatten(), minlength=n_shell).clamp_min(1)
+    shell_power = (sums / counts)[shell]
+    pm = model_ft.abs() ** 2
+    num = float(((images_ft * model_ft.conj()).real * band).sum())
+    norm = float((pm * band).sum()) * float((images_ft.abs() ** 2 * band).sum())
+    if not norm > 0:
+        return {"correlation": 0.0, "chance_sd": float("inf"), "score": 0.0}
+    var_num = float((pm * (band**2 * shell_power)).sum()) / 2.0
+    rho = num / norm**0.5
+    sd1 = (images_ft.shape[0] * var_num / norm) ** 0.5
+    return {"correlation": rho, "chance_sd": sd1, "score": rho / sd1 if sd1 > 0 else 0.0}
+
+
+def check_agreement(agreement: dict, particles, consensus_map, auto_sign: bool) -> float:
+    """The sign to multiply the particles by, from :func:`map_agreement`'s record; raises
+    :class:`InputFileError` when they do not match the map (or are inverted and
+    ``auto_sign`` is off)."""
+    rho, score = agreement["correlation"], agreement["score"]
+    said = f"correlation {rho:+.3f} with the map's projections, {abs(score):.1f}× the spread " \
+           f"one image shows by chance"
+    if abs(score) < MIN_MATCH_SCORE:
+        raise InputFileError(particles, f"the particles do not match the consensus map "
+                                        f"{consensus_map} at their poses and shifts ({said}; "
+                                        f"matching particles give well above "
+                                        f"{MIN_MATCH_SCORE:g}×). Likely causes: "
+                                        f"{LIKELY_MISMATCH_CAUSES}")
+    if abs(score) < WEAK_MATCH_SCORE:
+        log.warning("the particles match the consensus map only weakly (%s); check for %s",
+                    said, LIKELY_MISMATCH_CAUSES)
+    if score > 0:
+        return 1.0
+    if not auto_sign:
+        raise InputFileError(particles, f"the particles' contrast is inverted relative to the "
+                                        f"consensus map ({said}, negative): let prep flip them "
+                                        f"(prep.auto_sign: true, or leave out --no-auto-sign) or "
+                                        f"invert the particles or the map yourself")
+    log.warning("particles have inverted contrast relative to the map (%s): multiplying them "
+                "by -1", said)
+    return -1.0
+
+
+def run_prep(
+    particles,
+    consensus_map,
+    out_dir,
+    *,
+    train_box: int = 128,
+    crop_box: int | None = None,
+    n_particles: int | None = None,
+    pixel_size_A: float | None = None,
+    resplit: bool = False,
+    auto_sign: bool = True,
+    seed: int = 0,
+    project_dir=None,
+    batch: int = 512,
+) -> PrepInfo:
+    """Prepare particles for training (see the module docstring for the outputs).
+
+    Parameters
+    ----------
+    particles : RELION ``.star`` or cryoSPARC ``.cs`` with a consensus refinement's poses.
+    consensus_map : the consensus map (same box and pixel size as the particles).
+    train_box : training box (Fourier crop target, even, ≤ the crop box).
+    crop_box : real-space crop of the particles and map first (None = keep the box).
+    n_particles : keep the first ``n`` particles (None = all).
+    pixel_size_A : pixel size for RELION 3.0 files that do not carry one.
+    resplit : draw a new seeded random half-set split instead of the input's.
+    auto_sign : flip particles whose contrast is inverted relative to the map.
+    project_dir : the RELION/cryoSPARC project folder the particles' image paths are
+        relative to (default: searched above the particle file); kept in ``prep.json``.
+    """
+    t0 = time.time()
+    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir)
+    table.require_poses()
+    box, psize = table.box, table.pixel_size_A
+    crop = crop_box or box
+    if crop > box or crop % 2:
+        raise ConfigError(f"crop_box must be even and ≤ the particle box {box}, got {crop}")
+    if train_box > crop or train_box % 2 or train_box < 16:
+        raise ConfigError(f"train_box must be even, ≥ 16 and ≤ the crop box {crop}, got {train_box}")
+    if n_particles is not None:
+        if n_particles < 2:
+            raise ConfigError(f"n_particles must be at least 2, got {n_particles}")
+        table = table.subset(np.arange(min(n_particles, len(table))))
+    n = len(table)
+    volume, voxel = read_map(consensus_map)
+    check_map_matches(consensus_map, volume, voxel, box, psize)
+    check_volume(volume, consensus_map, "consensus map")
+    source = ImageSource(table)
+    source.check_all_present()
+    stacks = {f"image stack {name}": source.reader(str(name)).path
+              for name in np.unique(table.image_paths)}
+    out = prepare_outputs("prep", out_dir, OUTPUTS, {"particle file": particles,
+                                                     "consensus map": consensus_map, **stacks})
+    warn_large_shifts(table.shifts_A, box, psize)
+
+    half = table.half_set.copy()
+    half_origin = "input"
+    if resplit or (half < 0).any():
+        rng = np.random.default_rng(seed)
+        half = rng.permutation(np.arange(n) % 2).astype(np.int8)
+        half_origin = f"random (seed {seed})"
+    train_psize = psize * crop / train_box
+
+    vol_t = torch.from_numpy(volume)
+    cons = fourier_crop(center_crop(vol_t, crop, 3), train_box, 3)
+
+    # Contrast sign and scale against consensus projections, on a sample of particles.
+    sample = np.linspace(0, n - 1, min(n, 256)).round().astype(int)
+    model = ImageFormation(train_box, train_psize)
+    imgs = fourier_crop(center_crop(torch.from_numpy(source.read(sample)), crop, 2), train_box, 2)
+    proj = project_volume(cons, table.rotations[sample], train_box)
+    ctf = ctf_for_particles(table, sample, train_box, train_psize)
+    shifts_px = torch.tensor(table.shifts_A[sample] / train_psize, dtype=torch.float32)
+    model_ft = model.spectra(proj, ctf, shifts_px)
+    k_est = min(0.25, train_psize / 12.0)  # up to 12 Å or a quarter of the sampling rate
+    agreement = map_agreement(model.observed(imgs), model_ft, contrast_band(model, k_est),
+                              model.shell)
+    sign = check_agreement(agreement, particles, consensus_map, auto_sign)
+    alpha, noise_power, noise_var = estimate_contrast(imgs * sign, model_ft, model, k_est)
+
+    stack = out / "particles.mrcs"
+    with StackWriter(stack, n, train_box, train_psize) as writer:
+        for s in range(0, n, batch):
+            idx = np.arange(s, min(s + batch, n))
+            im = torch.from_numpy(source.read(idx))
+            im = fourier_crop(center_crop(im, crop, 2), train_box, 2) * sign
+            writer.write(s, im.numpy())
+            if (s // batch) % 10 == 0:
+                log.info("prepared %d/%d particles", idx[-1] + 1, n)
+    source.close()
+    write_map(out / "consensus.mrc", cons.numpy(), train_psize)
+
+    prepared = table.subset(np.arange(n))
+    prepared.image_paths = np.array([stack.name] * n, dtype=object)
+    prepared.image_indices = np.arange(n)
+    prepared.half_set = half
+    for g in prepared.optics:
+        g.pixel_size_A = train_psize
+        g.image_size = train_box
+    prepared.source_path = str(out / "particles.star")
+    write_star(prepared, out / "particles.star",
+               extra_columns={"flexSourceIndex": np.arange(n)})
+    info = PrepInfo(
+        source_particles=str(Path(particles).resolve()),
+        source_map=str(Path(consensus_map).resolve()),
+        n_particles=n,
+        original_box=box, original_pixel_size_A=psize,
+        crop_box=crop, train_box=train_box, train_pixel_size_A=train_psize,
+        image_sign=sign, image_scale=alpha,
+        noise_variance=noise_var, noise_power=tuple(noise_power.tolist()),
+        half_sets=half_origin, half_counts=(int((half == 0).sum()), int((half == 1).sum())),
+        map_correlation=agreement["correlation"], map_match_score=agreement["score"],
+        project_dir=str(Path(project_dir).resolve()) if project_dir else None,
+        seconds=round(time.time() - t0, 1),
+    )
+    params = dict(train_box=train_box, crop_box=crop_box, n_particles=n_particles,
+                  pixel_size_A=pixel_size_A, resplit=resplit, auto_sign=auto_sign, seed=seed,
+                  project_dir=str(project_dir) if project_dir else None)
+    info.write(out / "prep.json", params)
+    log.info("prepared %d particles: box %d → %d (%.3g Å/px, Nyquist %.2f Å); contrast scale "
+             "%.3g%s (map correlation %+.3f, %.1f× chance); half sets %s %s; wrote %s", n, box,
+             train_box, train_psize, 2 * train_psize, alpha, " (flipped)" if sign < 0 else "",
+             agreement["correlation"] * sign, abs(agreement["score"]), half_origin,
+             list(info.half_counts), out)
+    return info
+
+
+def warn_large_shifts(shifts_A: np.ndarray, box: int, pixel_size_A: float) -> int:
+    """Warn (with the count) when particles' origins exceed half the box; return the count."""
+    half = 0.5 * box * pixel_size_A
+    large = int((np.hypot(shifts_A[:, 0], shifts_A[:, 1]) > half).sum())
+    if large:
+        log.warning("%d of %d particles have origin shifts larger than half the box (%.0f Å): "
+                    "check the shift units (RELION rlnOriginXAngst/YAngst are Å, cryoSPARC "
+                    "alignments3D/shift is pixels)", large, len(shifts_A), half)
+    return large

@@ -1,0 +1,178 @@
+"""Regions of latent space: which particles a selection takes.
+
+Every function takes the particles' latents ``z (N, K)`` (prepared-particle order, latent
+units) and returns :class:`Subset` s: a boolean membership per particle, a name and the
+latent point that represents the subset (its *state*, where per-state maps are made).
+
+* ``box``: ``|z_k − c_k| ≤ w_k`` for every dimension ``k`` (centre ``c``, half widths ``w``);
+  state ``c``.
+* ``ellipse``: ``Σ_k ((z_k − c_k) / w_k)² ≤ 1`` (semi-axes ``w`` along the latent axes);
+  state ``c``.
+* ``percentile``: ``P_lo ≤ z_a ≤ P_hi`` along one axis ``a``, with ``P`` the particles'
+  percentiles of ``z_a``; state: the median latent of the members.
+* ``kmeans``: k-means clusters of the latents (``scipy.cluster.vq.kmeans2``, k-means++
+  start, seeded), numbered by their centroid's first coordinate (then the next); a partition
+  of the particles; state: the centroid.
+* ``points``: for each given latent point, the particles within Euclidean distance ``radius``
+  (subsets may overlap); state: the point.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy.cluster.vq import ClusterError, kmeans2
+
+from ...core.errors import ConfigError
+
+METHODS = ("box", "ellipse", "percentile", "kmeans", "points")
+
+
+@dataclass
+class Subset:
+    """One selected set of particles.
+
+    Attributes
+    ----------
+    name : file-name-safe label (``region``, ``cluster1``, ``point2``…).
+    members : ``(N,)`` bool, prepared-particle order.
+    state : ``(K,)`` float64 latent point representing the subset.
+    description : one line saying how it was chosen.
+    """
+
+    name: str
+    members: np.ndarray
+    state: np.ndarray
+    description: str
+
+    @property
+    def count(self) -> int:
+        return int(self.members.sum())
+
+
+def _vector(value, k: int, key: str, positive: bool = False) -> np.ndarray:
+    """A latent-space vector of length ``k`` from a config value (a number is repeated)."""
+    if value is None:
+        raise ConfigError(f"{key} is required for this selection method (a list of {k} numbers)")
+    v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    if v.size == 1:
+        v = np.repeat(v, k)
+    if v.shape != (k,) or not np.isfinite(v).all():
+        raise ConfigError(f"{key} = {value!r}: expected {k} finite number(s), one per latent dimension")
+    if positive and (v <= 0).any():
+        raise ConfigError(f"{key} = {value!r}: every value must be positive")
+    return v
+
+
+def _fmt(v) -> str:
+    return "(" + ", ".join(f"{x:+.3g}" for x in np.atleast_1d(v)) + ")"
+
+
+def select_box(z: np.ndarray, center, half_widths) -> Subset:
+    """Particles with ``|z_k − c_k| ≤ w_k`` for all ``k``."""
+    c = _vector(center, z.shape[1], "select.center")
+    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True)
+    inside = np.all(np.abs(z - c) <= w, axis=1)
+    return Subset("region", inside, c, f"box centred at {_fmt(c)} with half widths {_fmt(w)}")
+
+
+def select_ellipse(z: np.ndarray, center, half_widths) -> Subset:
+    """Particles with ``Σ_k ((z_k − c_k) / w_k)² ≤ 1``."""
+    c = _vector(center, z.shape[1], "select.center")
+    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True)
+    inside = (((z - c) / w) ** 2).sum(axis=1) <= 1.0
+    return Subset("region", inside, c, f"ellipse centred at {_fmt(c)} with semi-axes {_fmt(w)}")
+
+
+def select_percentile(z: np.ndarray, axis: int, low: float, high: float) -> Subset:
+    """Particles whose ``z_axis`` lies between its ``low`` and ``high`` percentiles
+    (``axis`` is 1-based, as in the file columns ``_flexLatent1…``)."""
+    k = z.shape[1]
+    if not (isinstance(axis, (int, np.integer)) and 1 <= axis <= k):
+        raise ConfigError(f"select.axis = {axis!r}: must be a latent dimension 1…{k}")
+    if not 0.0 <= low < high <= 100.0:
+        raise ConfigError(f"select.percentile_low/high = {low!r}, {high!r}: need 0 ≤ low < high ≤ 100")
+    values = z[:, axis - 1]
+    lo, hi = np.percentile(values, [low, high])
+    inside = (values >= lo) & (values <= hi)
+    state = np.median(z[inside], axis=0) if inside.any() else np.zeros(k)
+    return Subset("region", inside, state,
+                  f"z{axis} between its {low:g}th and {high:g}th percentiles ({lo:+.3f} … {hi:+.3f})")
+
+
+def select_kmeans(z: np.ndarray, n_clusters: int, seed: int = 0) -> list[Subset]:
+    """k-means clusters of the latents (a partition), numbered by centroid coordinates."""
+    if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= len(z)):
+        raise ConfigError(f"select.n_clusters = {n_clusters!r}: must be an integer 1…{len(z)} "
+                          "(the number of particles)")
+    try:
+        centroids, labels = kmeans2(z.astype(np.float64), int(n_clusters), minit="++",
+                                    seed=np.random.default_rng(seed), missing="raise")
+    except ClusterError:
+        raise ConfigError(f"select.n_clusters = {n_clusters}: k-means left a cluster empty; ask "
+                          "for fewer clusters") from None
+    order = np.lexsort(centroids.T[::-1])  # by the first coordinate, then the next
+    subsets = []
+    for rank, c in enumerate(order):
+        members = labels == c
+        subsets.append(Subset(f"cluster{rank + 1}", members, centroids[c],
+                              f"k-means cluster {rank + 1} of {n_clusters}, centroid {_fmt(centroids[c])}"))
+    return subsets
+
+
+def select_points(z: np.ndarray, points, radius: float) -> list[Subset]:
+    """For each latent point, the particles within Euclidean distance ``radius`` of it."""
+    k = z.shape[1]
+    if points is None or len(points) == 0:
+        raise ConfigError(f"select.points is required for method 'points' (a list of points, each "
+                          f"a list of {k} numbers)")
+    if not (np.isfinite(radius) and radius > 0):
+        raise ConfigError(f"select.radius = {radius!r}: must be a positive number (latent units)")
+    subsets = []
+    for i, p in enumerate(points):
+        c = _vector(p, k, f"select.points[{i}]")
+        inside = np.linalg.norm(z - c, axis=1) <= radius
+        subsets.append(Subset(f"point{i + 1}", inside, c,
+                              f"within {radius:g} of {_fmt(c)}"))
+    return subsets
+
+
+def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=None,
+                   half_widths=None, axis: int = 1, percentile_low: float = 75.0,
+                   percentile_high: float = 100.0, points=None, radius: float = 0.3,
+                   seed: int = 0) -> list[Subset]:
+    """The subsets ``method`` defines (see the module docstring); each must hold a particle.
+
+    Raises :class:`ConfigError` naming the ``select.*`` key for a bad parameter or an empty
+    subset.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2 or len(z) == 0:
+        raise ConfigError(f"latents must be a non-empty (N, K) array, got shape {z.shape}")
+    if method == "box":
+        subsets = [select_box(z, center, half_widths)]
+    elif method == "ellipse":
+        subsets = [select_ellipse(z, center, half_widths)]
+    elif method == "percentile":
+        subsets = [select_percentile(z, axis, percentile_low, percentile_high)]
+    elif method == "kmeans":
+        subsets = select_kmeans(z, n_clusters, seed)
+    elif method == "points":
+        subsets = select_points(z, points, radius)
+    else:
+        raise ConfigError(f"select.method = {method!r}: must be one of {', '.join(METHODS)}")
+    for s in subsets:
+        if not s.members.any():
+            raise ConfigError(f"select: the {s.description} holds no particle (latents span "
+                              f"{_fmt(z.min(0))} … {_fmt(z.max(0))}); widen or move the region")
+    return subsets
+
+
+def subset_names(method: str, n_clusters: int = 3, n_points: int = 0) -> list[str]:
+    """The names :func:`define_subsets` gives, known before it runs (for workflow outputs)."""
+    if method == "kmeans":
+        return [f"cluster{i + 1}" for i in range(n_clusters)]
+    if method == "points":
+        return [f"point{i + 1}" for i in range(n_points)]
+    return ["region"]

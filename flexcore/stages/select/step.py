@@ -1,0 +1,130 @@
+"""``flexcore select``: the step function (CLI and Snakemake call this).
+
+Chooses particles by their latent coordinates (:mod:`flexcore.stages.select.regions`) and writes
+each subset as the user's **original** particles — the rows of the particle file given to
+``prep`` (``prep.json``'s ``source_particles``, rows linked by ``_flexSourceIndex``), full
+resolution, every column and the optics table kept (:mod:`flexcore.core.io.subset`) — ready to
+import into RELION or cryoSPARC and refine on their own.
+
+Outputs in ``out_dir``: ``<subset>.star`` or ``<subset>.cs`` (the input's format; subsets are
+``region``, ``cluster1…``, ``point1…``), ``selection.png`` (latent space with the selection)
+and ``select.json`` (provenance; per subset its file, particle count, state latent and how
+it was chosen).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from ...core.errors import ConfigError, InputFileError
+from ...core.io import detect_particle_format, read_particles
+from ...core.io.subset import IMAGE_PATH_MODES, write_source_rows
+from ...core.prep_info import PrepInfo
+from ...core.utils.logging import get_logger
+from ...core.utils.outputs import prepare_outputs
+from ...core.utils.provenance import write_provenance
+from .plots import plot_selection
+from .regions import define_subsets
+
+log = get_logger("flexcore.select")
+
+
+def load_latents(path, n_particles: int | None = None) -> np.ndarray:
+    """Per-particle latents ``(N, K)`` in prepared order from train's ``latents.npy`` or a
+    training checkpoint (``.pt``). Checks ``N`` against ``n_particles`` when given."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "latent file not found (train's latents.npy or a checkpoint)")
+    if path.suffix == ".pt":
+        from ...core.checkpoint import load_checkpoint
+
+        z = load_checkpoint(path)["latents"].numpy()
+    else:
+        try:
+            z = np.load(path, allow_pickle=False)
+        except Exception as exc:
+            raise InputFileError(path, f"cannot be read as a .npy array: {exc}") from exc
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim == 1:
+        z = z[:, None]
+    if z.ndim != 2 or not np.isfinite(z).all():
+        raise InputFileError(path, f"latents must be a finite (N, K) array, got shape {z.shape}")
+    if n_particles is not None and len(z) != n_particles:
+        raise InputFileError(path, f"holds latents for {len(z)} particles but the prepared folder "
+                                   f"holds {n_particles}")
+    return z
+
+
+def source_rows_of_prep(prep_dir) -> tuple[np.ndarray, Path, PrepInfo]:
+    """Rows of the original particle file for every prepared particle, that file, and the
+    prep record (``prep.json``)."""
+    info = PrepInfo.read(prep_dir)
+    star = Path(prep_dir) / "particles.star"
+    raw = read_particles(star).raw
+    if raw is None or "flexSourceIndex" not in getattr(raw, "columns", []):
+        raise InputFileError(star, "has no _flexSourceIndex column (not written by flexcore prep)")
+    source = Path(info.source_particles)
+    if not source.is_file():
+        raise InputFileError(source, "the original particle file named in prep.json "
+                                     "(source_particles) does not exist")
+    return np.asarray(raw["flexSourceIndex"], dtype=np.int64), source, info
+
+
+def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters: int = 3,
+               center=None, half_widths=None, axis: int = 1, percentile_low: float = 75.0,
+               percentile_high: float = 100.0, points=None, radius: float = 0.3, seed: int = 0,
+               image_paths: str = "original") -> dict:
+    """Select particles by latent region and write each subset as the original particles.
+
+    Parameters
+    ----------
+    latents : train's ``latents.npy`` (prepared order) or a checkpoint ``.pt``.
+    prep_dir : the prepared folder the model was trained on (``prep.json``,
+        ``particles.star`` with ``_flexSourceIndex``).
+    method : ``box``, ``ellipse``, ``percentile``, ``kmeans`` or ``points``
+        (:func:`~flexcore.stages.select.regions.define_subsets`).
+    n_clusters, seed : k-means clusters and the seed of its k-means++ start.
+    center, half_widths : box / ellipse centre and half widths (one number per latent
+        dimension, or one number for all).
+    axis, percentile_low, percentile_high : 1-based latent axis and percentile range.
+    points, radius : latent points (list of lists) and the radius around each.
+    image_paths : ``original`` (stack names as in the input) or ``absolute``.
+
+    Returns the summary written into ``select.json``.
+    """
+    if image_paths not in IMAGE_PATH_MODES:
+        raise ConfigError(f"select.image_paths = {image_paths!r}: must be one of "
+                          f"{', '.join(IMAGE_PATH_MODES)}")
+    rows, source, info = source_rows_of_prep(prep_dir)
+    z = load_latents(latents, len(rows))
+    subsets = define_subsets(z, method, n_clusters=n_clusters, center=center,
+                             half_widths=half_widths, axis=axis, percentile_low=percentile_low,
+                             percentile_high=percentile_high, points=points, radius=radius,
+                             seed=seed)
+    suffix = f".{detect_particle_format(source)}"  # the format write_source_rows keeps
+    out = prepare_outputs("select", out_dir, [f"{s.name}{suffix}" for s in subsets]
+                          + ["selection.png", "select.json"],
+                          {"latent file": latents, "original particle file": source,
+                           "prepared particles": Path(prep_dir) / "particles.star"})
+    records = []
+    for s in subsets:
+        path = write_source_rows(source, rows[s.members], out / s.name, image_paths=image_paths,
+                                 project_dir=info.project_dir)
+        records.append({"name": s.name, "file": path.name, "n_particles": s.count,
+                        "fraction": s.count / len(z), "state": s.state.tolist(),
+                        "description": s.description})
+        log.info("%s: %d particles (%.1f %%) — %s → %s", s.name, s.count, 100 * s.count / len(z),
+                 s.description, path)
+    plot_selection(z, subsets, out / "selection.png",
+                   f"{method} selection of {len(z)} particles (latents from {Path(latents).name})",
+                   method=method, half_widths=half_widths, radius=radius)
+    params = dict(latents=str(latents), method=method, n_clusters=n_clusters, center=center,
+                  half_widths=half_widths, axis=axis, percentile_low=percentile_low,
+                  percentile_high=percentile_high, points=points, radius=radius, seed=seed,
+                  image_paths=image_paths)
+    summary = {"source_particles": str(source), "n_particles": len(z), "latent_dim": z.shape[1],
+               "method": method, "subsets": records}
+    write_provenance(out / "select.json", "select", params, extra=summary)
+    return summary

@@ -1,0 +1,1 @@
+"""The sweep's comparison table and plot (rule ``sweep_summary``)."""

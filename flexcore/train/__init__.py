@@ -1,6 +1,0 @@
-"""Training: latents, flow generator and canonical map (``flexcore train``)."""
-
-from .config import TrainConfig
-from .step import run_train
-
-__all__ = ["TrainConfig", "run_train"]
