@@ -69,7 +69,7 @@ class Problem:
         self.size, self.device, self.nv, self.m = size, device, len(verts), len(coords)
         self.geometry = VoxelGeometry(t(coords, torch.float32), t(vidx, torch.int32),
                                       t(bary, torch.float32))
-        self.density = t(rng.uniform(0.5, 1.5, self.m).astype(np.float32))
+        self.density = t(rng.uniform(0.5, 1.5, self.m), torch.float32)
         runs = 1 + np.count_nonzero((vidx[1:] != vidx[:-1]).any(1))
         self.mean_run = self.m / runs
         self.rng = rng
