@@ -20,6 +20,7 @@ import argparse
 import contextlib
 import os
 import platform
+import shutil
 import sys
 import sysconfig
 import traceback
@@ -75,6 +76,24 @@ def _build_lock(build_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+@contextlib.contextmanager
+def _ninja_on_path():
+    """torch runs ``ninja`` from PATH; the ``ninja`` package's binary sits in the virtual
+    environment, which is not on PATH unless it is activated."""
+    old = os.environ.get("PATH", "")
+    if shutil.which("ninja") is None:
+        try:
+            import ninja
+
+            os.environ["PATH"] = os.pathsep.join([ninja.BIN_DIR, old])
+        except ImportError:
+            pass
+    try:
+        yield
+    finally:
+        os.environ["PATH"] = old
+
+
 def _build():
     from torch.utils.cpp_extension import load
 
@@ -84,7 +103,7 @@ def _build():
     # extension then shares torch's already-loaded libgomp.so.1 (same soname), so one
     # thread pool and torch.set_num_threads apply. ninja follows the headers through the
     # compiler's dependency files.
-    with _build_lock(build_dir):
+    with _build_lock(build_dir), _ninja_on_path():
         return load(
             name=NAME,
             sources=[str(CSRC / s) for s in SOURCES],
