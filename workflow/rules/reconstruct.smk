@@ -81,7 +81,8 @@ if config["reconstruct"]["split_jobs"]:
         output:
             flex_map="results/{dataset}/reconstruct/flex_map.mrc",
             half_maps=expand(
-                "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc", half=["A", "B"]
+                "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc",
+                half=["A", "B"],
             ),
             sharp_map="results/{dataset}/reconstruct/flex_map_sharp.mrc",
             rigid_maps=rigid_baseline_files("results/{dataset}/reconstruct"),
