@@ -167,6 +167,20 @@ def test_thread_counts_agree(ext):
         torch.testing.assert_close(g, outs[0][1], rtol=1e-4, atol=1e-4)
 
 
+def test_empty_batch_and_no_voxels(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(16, 3, 200, 10, seed=15,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    assert splat_project_cpu(density, geometry, disp[:0], rot[:0], 16).shape == (0, 16, 16)
+    none = VoxelGeometry(coords[:0], vidx[:0], bary[:0])
+    dens = density[:0].clone().requires_grad_()
+    dsp = disp.clone().requires_grad_()
+    img = splat_project_cpu(dens, none, dsp, rot, 16)
+    assert img.shape == (3, 16, 16) and not img.any()
+    g_dens, g_disp = torch.autograd.grad(img.sum(), [dens, dsp])
+    assert g_dens.shape == (0,) and g_disp.shape == disp.shape and not g_disp.any()
+
+
 def test_out_of_range_vertex_indices_raise(ext):
     density, coords, vidx, bary, disp, rot = random_problem(24, 2, 1_000, 40, seed=12,
                                                             device="cpu")

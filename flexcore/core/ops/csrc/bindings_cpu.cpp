@@ -45,8 +45,9 @@ Problem make_problem(const at::Tensor& density, const at::Tensor& coords, const 
               ", 4), got ", bary.sizes());
   TORCH_CHECK(rotations.dim() == 3 && rotations.size(1) == 3 && rotations.size(2) == 3,
               "flexcore splat (cpu): rotations must be (B, 3, 3), got ", rotations.sizes());
-  TORCH_CHECK(image_size >= 1 && image_size <= 16384,
-              "flexcore splat (cpu): image_size must be in [1, 16384], got ", image_size);
+  // cell-record offsets are 32-bit: 8 planes of 4 (D + 1)^2 floats stay below 2^31
+  TORCH_CHECK(image_size >= 1 && image_size <= 4096,
+              "flexcore splat (cpu): image_size must be in [1, 4096], got ", image_size);
   Problem p;
   p.coords = coords.data_ptr<float>();
   p.vidx = vidx.data_ptr<int32_t>();
