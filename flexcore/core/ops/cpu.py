@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import os
 import platform
 import shutil
@@ -44,15 +45,25 @@ _EXTENSION = None
 _EXTENSION_TRIED = False
 
 
+def source_hash() -> str:
+    """Short hash of the CPU kernel's sources: checkouts with different sources build into
+    different folders (sharing one would rebuild at every switch between them)."""
+    digest = hashlib.sha256()
+    for name in sorted(CSRC.glob("*cpu*")):
+        digest.update(name.name.encode() + b"\0" + name.read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def build_directory() -> Path:
-    """Where the build goes: ``$FLEXCORE_BUILD_DIR/cpu``, else
-    ``~/.cache/flexcore/torch-<version>-cpu-<python>-<machine>``."""
+    """Where the build goes: ``$FLEXCORE_BUILD_DIR/cpu-<sources>``, else
+    ``~/.cache/flexcore/torch-<version>-<python ABI>-<machine>-cpu-<sources>``, ``<sources>``
+    being :func:`source_hash`."""
     env = os.environ.get("FLEXCORE_BUILD_DIR")
     if env:
-        return Path(env).expanduser() / "cpu"
+        return Path(env).expanduser() / f"cpu-{source_hash()}"
     abi = sysconfig.get_config_var("SOABI") or "py{}{}".format(*sys.version_info[:2])
-    tag = f"torch-{torch.__version__}-cpu-{abi}-{platform.machine()}".replace("+", "_")
-    return Path.home() / ".cache" / "flexcore" / tag
+    tag = f"torch-{torch.__version__}-{abi}-{platform.machine()}-cpu-{source_hash()}"
+    return Path.home() / ".cache" / "flexcore" / tag.replace("+", "_")
 
 
 @contextlib.contextmanager
