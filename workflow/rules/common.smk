@@ -1,5 +1,6 @@
 # Helpers shared by the rules: configuration checks, input paths of each stage and the
 # final targets. Sweep helpers live in sweep_common.smk.
+import json
 import re
 from pathlib import Path
 
@@ -19,6 +20,7 @@ USER_FILE_KEYS = [
     ("input", "init_latents"),
     ("generate", "latents_file"),
     ("generate", "highres_map"),
+    ("select", "selection_file"),
 ]
 
 
@@ -74,6 +76,13 @@ def check_config_consistency(cfg):
             "simulate.use_mask",
             f"the simulated mask spans the {sim['box']} px box, so it needs no "
             f"prep.crop_box (got {prep['crop_box']}); or set simulate.use_mask: false",
+        )
+    sel = cfg["select"]
+    if sel["enabled"] and sel["method"] == "file" and not sel["selection_file"]:
+        fail_config(
+            "select.selection_file",
+            "required when select.method is 'file' (a selection.json saved from the "
+            "latent explorer, results/<dataset>/train/explorer.html)",
         )
     if gen["from_reconstruction"] and gen["highres_map"]:
         fail_config("generate.from_reconstruction", "excludes generate.highres_map")
@@ -164,6 +173,11 @@ def training_user_files(wildcards):
     return {"init_latents": path} if path else {}
 
 
+def explore_parameters():
+    """Keyword arguments of flexcore.stages.explore.run_explore besides the files."""
+    return {k: v for k, v in config["explore"].items() if k != "enabled"}
+
+
 def series_names():
     """Names of the volume series generate writes: z1..zK, or 'custom' with a latents file."""
     if config["generate"]["latents_file"]:
@@ -216,10 +230,25 @@ def particle_format():
     return "star"
 
 
+def drawn_subset_names(path):
+    """The subset names of a selection.json saved from the latent explorer (select.method
+    file); the select step checks the rest of the file."""
+    try:
+        subsets = json.loads(Path(path).read_text())["subsets"]
+        return [s["name"] for s in subsets]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail_config(
+            "select.selection_file",
+            f"'{path}' is not a selection saved by the latent explorer ({exc})",
+        )
+
+
 def selection_files(folder):
     """The subset files select writes into folder (names from config select)."""
     sel = config["select"]
-    if sel["method"] == "kmeans":
+    if sel["method"] == "file":
+        names = drawn_subset_names(sel["selection_file"])
+    elif sel["method"] == "kmeans":
         names = [f"cluster{i + 1}" for i in range(sel["n_clusters"])]
     elif sel["method"] == "points":
         names = [f"point{i + 1}" for i in range(len(sel["points"] or []))]
@@ -230,7 +259,17 @@ def selection_files(folder):
 
 def select_parameters():
     """Keyword arguments of flexcore.stages.select.run_select besides the files."""
-    return {k: v for k, v in config["select"].items() if k != "enabled"}
+    return {
+        k: v
+        for k, v in config["select"].items()
+        if k not in ("enabled", "selection_file")
+    }
+
+
+def select_user_files(wildcards):
+    """The explorer's selection.json when select.method is file."""
+    sel = config["select"]
+    return {"selection_file": sel["selection_file"]} if sel["method"] == "file" else {}
 
 
 def state_map_states(wildcards):
@@ -325,6 +364,8 @@ def dataset_stages():
     """The rules that make up one dataset's results, as the config asks for them."""
     stages = ["simulate"] if is_simulated() else []
     stages += ["prep", "mesh", "train", "generate", "provenance"]
+    if config["explore"]["enabled"]:
+        stages.append("explore")
     if config["select"]["enabled"]:
         stages.append("select")
     recon = config["reconstruct"]

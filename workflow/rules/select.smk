@@ -1,5 +1,6 @@
 rule select:
     input:
+        unpack(select_user_files),
         latents="results/{dataset}/train/latents.npy",
         prep_info="results/{dataset}/prep/prep.json",
         particles="results/{dataset}/prep/particles.star",

@@ -7,9 +7,9 @@ resolution, every column and the optics table kept (:mod:`flexcore.core.io.subse
 import into RELION or cryoSPARC and refine on their own.
 
 Outputs in ``out_dir``: ``<subset>.star`` or ``<subset>.cs`` (the input's format; subsets are
-``region``, ``cluster1…``, ``point1…``), ``selection.png`` (latent space with the selection)
-and ``select.json`` (provenance; per subset its file, particle count, state latent and how
-it was chosen).
+``region``, ``cluster1…``, ``point1…``, or the names drawn in the latent explorer),
+``selection.png`` (latent space with the selection) and ``select.json`` (provenance; per
+subset its file, particle count, state latent and how it was chosen).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import numpy as np
 
 from ...core.errors import ConfigError, InputFileError
 from ...core.io import detect_particle_format, read_particles
+from ...core.io.selection import latents_sha256, read_selection
 from ...core.io.subset import IMAGE_PATH_MODES, write_source_rows
 from ...core.prep_info import PrepInfo
 from ...core.utils.logging import get_logger
@@ -75,7 +76,7 @@ def source_rows_of_prep(prep_dir) -> tuple[np.ndarray, Path, PrepInfo]:
 def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters: int = 3,
                center=None, half_widths=None, axis: int = 1, percentile_low: float = 75.0,
                percentile_high: float = 100.0, points=None, radius: float = 0.3, seed: int = 0,
-               image_paths: str = "original") -> dict:
+               image_paths: str = "original", selection_file=None) -> dict:
     """Select particles by latent region and write each subset as the original particles.
 
     Parameters
@@ -83,7 +84,7 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
     latents : train's ``latents.npy`` (prepared order) or a checkpoint ``.pt``.
     prep_dir : the prepared folder the model was trained on (``prep.json``,
         ``particles.star`` with ``_flexSourceIndex``).
-    method : ``box``, ``ellipse``, ``percentile``, ``kmeans`` or ``points``
+    method : ``box``, ``ellipse``, ``percentile``, ``kmeans``, ``points`` or ``file``
         (:func:`~flexcore.stages.select.regions.define_subsets`).
     n_clusters, seed : k-means clusters and the seed of its k-means++ start.
     center, half_widths : box / ellipse centre and half widths (one number per latent
@@ -91,6 +92,8 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
     axis, percentile_low, percentile_high : 1-based latent axis and percentile range.
     points, radius : latent points (list of lists) and the radius around each.
     image_paths : ``original`` (stack names as in the input) or ``absolute``.
+    selection_file : method ``file``: a ``selection.json`` saved from the latent explorer
+        (``flexcore explore``) on these latents.
 
     Returns the summary written into ``select.json``.
     """
@@ -99,15 +102,22 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                           f"{', '.join(IMAGE_PATH_MODES)}")
     rows, source, info = source_rows_of_prep(prep_dir)
     z = load_latents(latents, len(rows))
+    drawn = None
+    if method == "file":
+        if not selection_file:
+            raise ConfigError("select.selection_file is required for method 'file' (a "
+                              "selection.json saved from the latent explorer)")
+        drawn = read_selection(selection_file, len(z), z.shape[1], latents_sha256(z))
     subsets = define_subsets(z, method, n_clusters=n_clusters, center=center,
                              half_widths=half_widths, axis=axis, percentile_low=percentile_low,
                              percentile_high=percentile_high, points=points, radius=radius,
-                             seed=seed)
+                             seed=seed, drawn=drawn)
     suffix = f".{detect_particle_format(source)}"  # the format write_source_rows keeps
     out = prepare_outputs("select", out_dir, [f"{s.name}{suffix}" for s in subsets]
                           + ["selection.png", "select.json"],
                           {"latent file": latents, "original particle file": source,
-                           "prepared particles": Path(prep_dir) / "particles.star"})
+                           "prepared particles": Path(prep_dir) / "particles.star",
+                           **({"selection file": selection_file} if drawn else {})})
     records = []
     for s in subsets:
         path = write_source_rows(source, rows[s.members], out / s.name, image_paths=image_paths,
@@ -119,11 +129,13 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                  s.description, path)
     plot_selection(z, subsets, out / "selection.png",
                    f"{method} selection of {len(z)} particles (latents from {Path(latents).name})",
-                   method=method, half_widths=half_widths, radius=radius)
+                   method=method, half_widths=half_widths, radius=radius,
+                   regions={d.name: d.regions for d in drawn or []})
     params = dict(latents=str(latents), method=method, n_clusters=n_clusters, center=center,
                   half_widths=half_widths, axis=axis, percentile_low=percentile_low,
                   percentile_high=percentile_high, points=points, radius=radius, seed=seed,
-                  image_paths=image_paths)
+                  image_paths=image_paths,
+                  selection_file=str(selection_file) if selection_file else None)
     summary = {"source_particles": str(source), "n_particles": len(z), "latent_dim": z.shape[1],
                "method": method, "subsets": records}
     write_provenance(out / "select.json", "select", params, extra=summary)
