@@ -208,8 +208,8 @@ def latents_to_cs_fields(latents: np.ndarray) -> dict[str, np.ndarray]:
     return fields
 
 
-def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | None = None
-             ) -> None:
+def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | None = None,
+             image_paths: str = "relative") -> None:
     """Write ``table`` as a cryoSPARC ``.cs`` file, atomically.
 
     When the table came from a ``.cs`` file all its fields are carried through, with
@@ -221,8 +221,10 @@ def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | N
     known; cryoSPARC has no "unknown" value).
 
     ``blob/path`` is written relative to the output file's folder when the stack was found,
-    else as given (an input ``>`` prefix is kept). ``extra_fields`` (``(n,)`` or ``(n, k)``
-    arrays) are added with their own dtypes, e.g. :func:`latents_to_cs_fields`.
+    else as given (``image_paths="relative"``), as the input names it (``"original"``) or
+    absolute (``"absolute"``); an input path written unchanged keeps its ``>`` prefix.
+    ``extra_fields`` (``(n,)`` or ``(n, k)`` arrays) are added with their own dtypes, e.g.
+    :func:`latents_to_cs_fields`.
     """
     path = Path(path)
     n = len(table)
@@ -238,7 +240,7 @@ def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | N
     fields: dict[str, np.ndarray] = {}
     if carry:
         fields.update({name: raw[name] for name in raw.dtype.names})
-    _update(fields, _standard_fields(table, path, raw if carry else None))
+    _update(fields, _standard_fields(table, path, raw if carry else None, image_paths))
     fields.update(extra)
     arr = _structured(fields, n)
     with atomic_path(path) as tmp:
@@ -254,7 +256,8 @@ def _update(fields: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
         fields[name] = values
 
 
-def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None) -> dict:
+def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None,
+                     image_paths: str = "relative") -> dict:
     n = len(table)
     g = table.optics_group
     optics = table.optics
@@ -263,7 +266,7 @@ def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None) -
     out = {}
     if raw is None:
         out["uid"] = np.arange(n, dtype=np.uint64)
-    out["blob/path"] = _encode_paths(table, path, raw)
+    out["blob/path"] = _encode_paths(table, path, raw, image_paths)
     out["blob/idx"] = np.asarray(table.image_indices, dtype=np.uint32)
     if raw is None and (box <= 0).any():
         raise InputFileError(
@@ -297,13 +300,14 @@ def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None) -
     return out
 
 
-def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None) -> np.ndarray:
-    """``blob/path`` bytes: relative to the output folder when found, else as given.
+def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None,
+                  mode: str = "relative") -> np.ndarray:
+    """``blob/path`` bytes in ``mode`` (:meth:`ParticleTable.image_paths_for`).
 
-    An unresolved path that is unchanged from the input ``.cs`` keeps its original bytes,
-    ``>`` export prefix included.
+    A path written as the input ``.cs`` names it (``original`` mode, or an unresolved one)
+    keeps its original bytes, ``>`` export prefix included.
     """
-    written = table.image_paths_relative_to(path.parent).tolist()
+    written = table.image_paths_for(path.parent, mode).tolist()
     given = np.asarray(table.image_paths, dtype=object)
     root = Path(table.source_path).parent if table.source_path else Path(".")
     project = table.project_dir or None
@@ -312,7 +316,7 @@ def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None) -> n
     original = raw["blob/path"].tolist() if raw is not None else None
     out = []
     for i, name in enumerate(given.tolist()):
-        if original is not None and name not in found:
+        if original is not None and (mode == "original" or name not in found):
             o = original[i]
             if (o[1:] if o.startswith(b">") else o) == name.encode("utf-8"):
                 out.append(o)

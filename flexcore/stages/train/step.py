@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...core.checkpoint import load_checkpoint, save_checkpoint
-from ...core.errors import InputFileError
+from ...core.errors import ConfigError, InputFileError
 from ...core.io import read_init_latents, read_map
 from ...core.prep_info import PrepInfo
 from ...core.strain import log_strain, measure_strain
@@ -44,7 +44,8 @@ def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
 
 
 def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
-              on_existing: str = "refuse", init_latents=None, resume: bool = False) -> dict:
+              on_existing: str = "refuse", init_latents=None, resume: bool = False,
+              image_paths: str = "original") -> dict:
     """Train latents, flow and canonical map; write checkpoints, latents and plots.
 
     Outputs in ``out_dir``: ``model.pt`` (the trained model, written last),
@@ -55,7 +56,9 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     ``on_existing`` says what to do when ``out_dir`` holds an earlier run: ``"refuse"``
     (default), ``"resume"`` (continue a compatible checkpoint), ``"restart"`` (remove it)
     or ``"auto"`` (resume when compatible, else restart); see :mod:`flexcore.stages.train.resume`.
-    ``resume=True`` is ``on_existing="resume"``.
+    ``resume=True`` is ``on_existing="resume"``. ``image_paths``: stack names in
+    ``latents.star``/``.cs``, ``original`` (as the input names them: the files open from the
+    same RELION or cryoSPARC project folder) or ``absolute``.
 
     Started by torchrun (``python -m torch.distributed.run --nproc-per-node N -m flexcore
     train …``), the N processes train one model data-parallel (see
@@ -64,13 +67,16 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
     cfg.validate()
+    if image_paths not in ("original", "absolute"):
+        raise ConfigError(f"image_paths = {image_paths!r}: must be original or absolute")
     on_existing = "resume" if resume else on_existing
     with ddp.process_group(pick_device(cfg.device)):
-        return _train(Path(prep_dir), mesh_path, out_dir, cfg, on_existing, init_latents)
+        return _train(Path(prep_dir), mesh_path, out_dir, cfg, on_existing, init_latents,
+                      image_paths)
 
 
 def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: str,
-           init_latents) -> dict:
+           init_latents, image_paths: str = "original") -> dict:
     t0 = time.time()
     info = PrepInfo.read(prep_dir)
     mesh = load_mesh_for_training(mesh_path, info.train_box, info.train_pixel_size_A)
@@ -130,7 +136,8 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
             write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
         _plot_examples(trainer, out / "examples.png")
         source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
-        export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
+        export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir,
+                       image_paths=image_paths)
         strain = measure_strain(
             lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)), mesh, z,
             threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]
