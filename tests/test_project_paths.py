@@ -80,7 +80,7 @@ def test_latents_and_subsets_open_from_the_project_folder(sim, tmp_path, monkeyp
     np.save(elsewhere / "z.npy", z)
     run_select(elsewhere / "z.npy", elsewhere / "prep", elsewhere / "select", method="percentile",
                axis=1, percentile_low=50, percentile_high=100)
-    subset = next((elsewhere / "select").glob("region.*"))
+    subset = elsewhere / "select" / f"region{particles.suffix}"
     expected = stack_names(particles)[0]
     for path in (written["star"], written["cs"], subset):
         names = stack_names(path)

@@ -10,7 +10,8 @@ Unlike :func:`~flexcore.core.io.write_star` (which rewrites poses, origins and C
   back to the same float64 value (``repr``), so a reader sees exactly the original values;
   a ``# version NNNNN`` line of the input is repeated before every block, as RELION writes it.
 * cryoSPARC ``.cs``: the input's structured array indexed by the rows (every field, ``uid``
-  included, with its dtype).
+  included, with its dtype), and a ``.csg`` result-group file beside it for cryoSPARC's
+  "Import Result Group".
 
 Image paths (``rlnImageName`` / ``blob/path``) stay as the input names them
 (``image_paths="original"``; RELION and cryoSPARC resolve relative names against their
@@ -32,6 +33,7 @@ from ..errors import InputFileError
 from ..utils.atomic import atomic_path
 from ..utils.logging import get_logger
 from .cryosparc import _load as load_cs_array
+from .cryosparc_group import write_csg
 from .particles import resolve_image_path
 from .readers import detect_particle_format
 from .star import _STRING_COLUMNS, _particle_block
@@ -150,6 +152,8 @@ def _write_cs_rows(source: Path, rows: np.ndarray, out: Path, image_paths: str,
         chosen = _absolute_blob_paths(chosen, source, project_dir)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a handle: np.save would add .npy
         np.save(fh, chosen, allow_pickle=False)
+    write_csg(out, len(chosen), chosen.dtype.names,
+              description=f"{len(rows)} of {len(arr)} particles of {source.name}")
 
 
 def _absolute_blob_paths(arr: np.ndarray, source: Path, project_dir=None) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Export latents: ``.npy``, and appended to copies of the user's input STAR and ``.cs``."""
+"""Export latents: ``.npy``, and appended to copies of the user's input STAR and ``.cs``
+(with its ``.csg`` result-group file for cryoSPARC's "Import Result Group")."""
 
 from __future__ import annotations
 
@@ -47,6 +48,8 @@ def export_latents(z: np.ndarray, source_particles, source_rows: np.ndarray, out
     table = read_particles(source_particles, project_dir=project_dir).subset(np.asarray(source_rows))
     write_star(table, out / "latents.star", extra_columns=latent_columns(z),
                image_paths=image_paths)
-    write_cs(table, out / "latents.cs", extra_fields=latent_fields(z), image_paths=image_paths)
+    # uids of the source rows: the same particle has the same uid in every .cs from this input
+    write_cs(table, out / "latents.cs", extra_fields=latent_fields(z), image_paths=image_paths,
+             source_rows=source_rows)
     log.info("wrote latents for %d particles: latents.npy, latents.star, latents.cs", len(z))
     return {"npy": out / "latents.npy", "star": out / "latents.star", "cs": out / "latents.cs"}
