@@ -297,3 +297,27 @@ def test_bad_selection_files_name_the_file_and_the_problem(sim, tmp_path, change
     assert message in str(err.value)
     with pytest.raises(ConfigError, match="select.selection_file is required"):
         run_select(root / "z.npy", root / "prep", tmp_path / "out", method="file")
+
+
+def test_class_numbers_star_labels_each_particle_with_its_subset(sim, tmp_path):
+    """``subsets.star`` (RELION's half of the round trip): every selected particle once, in
+    the input's order, every input column kept, ``rlnClassNumber`` its k-means cluster."""
+    root, truth = sim
+    summary = run_select(root / "z.npy", root / "prep", tmp_path, method="kmeans", n_clusters=3,
+                         class_numbers=True)
+    src = np.asarray(read_particles(root / "prep/particles.star").raw["flexSourceIndex"])
+    z = np.load(root / "z.npy")
+    subsets = define_subsets(z, "kmeans", n_clusters=3)
+    label = np.zeros(N, int)
+    for k, s in enumerate(subsets):
+        label[src[s.members]] = k + 1  # by input row
+    combined = star_blocks(tmp_path / "subsets.star")
+    original = star_blocks(root / "sim/particles.star")
+    pd.testing.assert_frame_equal(combined["optics"], original["optics"])
+    np.testing.assert_array_equal(combined["particles"]["rlnClassNumber"], label)
+    pd.testing.assert_frame_equal(combined["particles"].drop(columns="rlnClassNumber"),
+                                  original["particles"].drop(columns="rlnClassNumber",
+                                                             errors="ignore"))
+    assert [s["n_particles"] for s in summary["subsets"]] == [int((label == k).sum()) for k in (1, 2, 3)]
+    with pytest.raises(ConfigError, match="select.class_numbers"):
+        run_select(root / "z.npy", root / "prep_cs", tmp_path / "cs", class_numbers=True)

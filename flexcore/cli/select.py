@@ -23,8 +23,9 @@ Examples::
     flexcore select results/train/latents.npy results/prep results/select \\
         --from selection.json
 
-Writes <subset>.star (or .cs, like the particle file given to prep), selection.png (latent
-space with the selection) and select.json (counts, the state latent of each subset).
+Writes <subset>.star (or .cs with its .csg, like the particle file given to prep),
+selection.png (latent space with the selection) and select.json (counts, the state latent of
+each subset); with --class-numbers also subsets.star (RELION: one file, rlnClassNumber = subset).
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ def add_args(parser) -> None:
                         help="radius around each --point, latent units (default 0.3)")
     parser.add_argument("--image-paths", default="original", choices=["original", "absolute"],
                         help="stack names as in the input (original) or made absolute")
+    parser.add_argument("--class-numbers", action="store_true",
+                        help="also write subsets.star: every selected particle once with "
+                             "rlnClassNumber = its subset's number (RELION Subset selection)")
 
 
 def main(args) -> None:
@@ -64,4 +68,5 @@ def main(args) -> None:
                n_clusters=args.n_clusters, center=args.center, half_widths=args.half_widths,
                axis=args.axis, percentile_low=args.percentile[0],
                percentile_high=args.percentile[1], points=args.point, radius=args.radius,
-               seed=args.seed, image_paths=args.image_paths, selection_file=args.selection_file)
+               seed=args.seed, image_paths=args.image_paths, selection_file=args.selection_file,
+               class_numbers=args.class_numbers)

@@ -84,6 +84,15 @@ def check_config_consistency(cfg):
             "required when select.method is 'file' (a selection.json saved from the "
             "latent explorer, results/<dataset>/train/explorer.html)",
         )
+    cs_input = cfg["input"]["source"] == "files" and str(
+        cfg["input"]["particles"]
+    ).lower().endswith(".cs")
+    if sel["enabled"] and sel["class_numbers"] and cs_input:
+        fail_config(
+            "select.class_numbers",
+            "writes a RELION STAR file; the input particles are a cryoSPARC .cs (import "
+            "each subset's .csg into cryoSPARC instead)",
+        )
     if gen["from_reconstruction"] and gen["highres_map"]:
         fail_config("generate.from_reconstruction", "excludes generate.highres_map")
     if gen["from_reconstruction"] and not cfg["reconstruct"]["enabled"]:
@@ -254,7 +263,10 @@ def selection_files(folder):
         names = [f"point{i + 1}" for i in range(len(sel["points"] or []))]
     else:
         names = ["region"]
-    return [f"{folder}/{name}.{particle_format()}" for name in names]
+    files = [f"{folder}/{name}.{particle_format()}" for name in names]
+    if sel["class_numbers"] and particle_format() == "star":
+        files.append(f"{folder}/subsets.star")
+    return files
 
 
 def select_parameters():

@@ -76,7 +76,8 @@ def source_rows_of_prep(prep_dir) -> tuple[np.ndarray, Path, PrepInfo]:
 def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters: int = 3,
                center=None, half_widths=None, axis: int = 1, percentile_low: float = 75.0,
                percentile_high: float = 100.0, points=None, radius: float = 0.3, seed: int = 0,
-               image_paths: str = "original", selection_file=None) -> dict:
+               image_paths: str = "original", selection_file=None,
+               class_numbers: bool = False) -> dict:
     """Select particles by latent region and write each subset as the original particles.
 
     Parameters
@@ -94,6 +95,9 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
     image_paths : ``original`` (stack names as in the input) or ``absolute``.
     selection_file : method ``file``: a ``selection.json`` saved from the latent explorer
         (``flexcore explore``) on these latents.
+    class_numbers : also write ``subsets.star``: every selected particle once, its
+        ``rlnClassNumber`` the 1-based number of its subset (the first, where subsets
+        overlap), for RELION's Subset selection (STAR input only).
 
     Returns the summary written into ``select.json``.
     """
@@ -113,8 +117,12 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                              percentile_high=percentile_high, points=points, radius=radius,
                              seed=seed, drawn=drawn)
     suffix = f".{detect_particle_format(source)}"  # the format write_source_rows keeps
+    if class_numbers and suffix != ".star":
+        raise ConfigError(f"select.class_numbers: {source} is a cryoSPARC file; rlnClassNumber is "
+                          "for RELION (import each subset's .csg into cryoSPARC instead)")
     out = prepare_outputs("select", out_dir, [f"{s.name}{suffix}" for s in subsets]
-                          + ["selection.png", "select.json"],
+                          + ["selection.png", "select.json"]
+                          + (["subsets.star"] if class_numbers else []),
                           {"latent file": latents, "original particle file": source,
                            "prepared particles": Path(prep_dir) / "particles.star",
                            **({"selection file": selection_file} if drawn else {})})
@@ -127,6 +135,9 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                         "description": s.description})
         log.info("%s: %d particles (%.1f %%) — %s → %s", s.name, s.count, 100 * s.count / len(z),
                  s.description, path)
+    if class_numbers:
+        write_class_numbers(source, rows, subsets, out / "subsets.star", image_paths,
+                            info.project_dir)
     plot_selection(z, subsets, out / "selection.png",
                    f"{method} selection of {len(z)} particles (latents from {Path(latents).name})",
                    method=method, half_widths=half_widths, radius=radius,
@@ -135,8 +146,29 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                   half_widths=half_widths, axis=axis, percentile_low=percentile_low,
                   percentile_high=percentile_high, points=points, radius=radius, seed=seed,
                   image_paths=image_paths,
-                  selection_file=str(selection_file) if selection_file else None)
+                  selection_file=str(selection_file) if selection_file else None,
+                  class_numbers=class_numbers)
     summary = {"source_particles": str(source), "n_particles": len(z), "latent_dim": z.shape[1],
                "method": method, "subsets": records}
     write_provenance(out / "select.json", "select", params, extra=summary)
     return summary
+
+
+def write_class_numbers(source: Path, rows: np.ndarray, subsets, path: Path, image_paths: str,
+                        project_dir=None) -> Path:
+    """``subsets.star``: the rows of STAR file ``source`` of every selected particle once (in
+    the input's order), with ``rlnClassNumber`` the 1-based number of its subset (the first
+    that holds it)."""
+    label = np.zeros(len(rows), dtype=np.int64)
+    for k, s in enumerate(subsets):
+        overlap = s.members & (label > 0)
+        if overlap.any():
+            log.warning("subsets.star: %d particle(s) of %s are in an earlier subset and keep "
+                        "its class number", int(overlap.sum()), s.name)
+        label[s.members & (label == 0)] = k + 1
+    chosen = np.flatnonzero(label)
+    order = np.argsort(rows[chosen], kind="stable")  # the input file's order
+    chosen = chosen[order]
+    return write_source_rows(source, rows[chosen], path, image_paths=image_paths,
+                             project_dir=project_dir,
+                             extra_columns={"rlnClassNumber": label[chosen]})

@@ -5,9 +5,11 @@
 (function () {
   const D = JSON.parse(document.getElementById("flexdata").textContent);
   const N = D.n, K = D.k;
-  const COLOURS = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#42d4f4", "#f032e6", "#9a6324"];
-  const RAMP = [[68, 1, 84], [59, 82, 139], [33, 145, 140], [94, 201, 98], [253, 231, 37]]; // viridis
-  const BINS = 96;
+  // subsets in warm colours, unselected particles shaded grey → blue by local density
+  const COLOURS = ["#e6194b", "#f58231", "#3cb44b", "#f032e6", "#9a6324", "#111111", "#911eb4", "#808000"];
+  const RAMP = [[205, 205, 205], [158, 202, 225], [66, 146, 198], [8, 81, 156], [8, 48, 107]];
+  const BINS = Math.max(12, Math.min(96, Math.round(Math.sqrt(N) / 1.5)));  // density grid
+  const DOT = N < 5000 ? 3.2 : 2.2;
 
   function bytesOf(b64) {
     const bin = atob(b64), out = new Uint8Array(bin.length);
@@ -63,8 +65,17 @@
     range = { x0: x0 - px, x1: x1 + px, y0: y0 - py, y1: y1 + py };
     const top = view.kind === "strip" ? M.t + 0.32 * (H - M.t - M.b) : M.t;
     area = { l: M.l, r: W - M.r, t: top, b: H - M.b, histTop: M.t };
-    density = new Uint32Array(BINS * BINS);
-    for (let i = 0; i < N; i++) density[binOf(X[i], Y[i])]++;
+    const counts = new Uint32Array(BINS * BINS);
+    for (let i = 0; i < N; i++) counts[binOf(X[i], Y[i])]++;
+    density = new Float64Array(BINS * BINS);  // 3 × 3 box average of the counts
+    for (let by = 0; by < BINS; by++) for (let bx = 0; bx < BINS; bx++) {
+      let sum = 0, cells = 0;
+      for (let dy = -1; dy <= 1; dy++) for (let dx = -1; dx <= 1; dx++) {
+        const x = bx + dx, y = by + dy;
+        if (x >= 0 && y >= 0 && x < BINS && y < BINS) { sum += counts[y * BINS + x]; cells++; }
+      }
+      density[by * BINS + bx] = sum / cells;
+    }
   }
   function binOf(x, y) {
     const bx = Math.min(BINS - 1, Math.max(0, Math.floor((x - range.x0) / (range.x1 - range.x0) * BINS)));
@@ -142,7 +153,7 @@
     ctx.clearRect(0, 0, W, H);
     ctx.fillStyle = "#fff"; ctx.fillRect(0, 0, W, H);
     if (view.kind === "strip") drawHistogram();
-    let peak = 1;
+    let peak = 1e-9;
     for (let b = 0; b < density.length; b++) if (density[b] > peak) peak = density[b];
     const lp = Math.log1p(peak);
     ctx.save(); ctx.beginPath(); ctx.rect(area.l, area.t, area.r - area.l, area.b - area.t); ctx.clip();
@@ -151,7 +162,7 @@
     for (let j = 0; j < nDrawn; j++) {
       const i = drawnIndex(j);
       ctx.fillStyle = owner[i] >= 0 ? subsets[owner[i]].colour : rampColour(Math.log1p(density[binOf(X[i], Y[i])]) / lp);
-      ctx.fillRect(sx(X[i]) - 1, sy(Y[i]) - 1, 2.2, 2.2);
+      ctx.fillRect(sx(X[i]) - DOT / 2, sy(Y[i]) - DOT / 2, DOT, DOT);
     }
     const g = gridAxesInView();
     if (g && shownNode >= 0) {  // the node whose structure is shown
