@@ -361,6 +361,90 @@ def seeds():
     }
 
 
+def report_pages():
+    """The HTML pages that show in the report what it cannot show inline (motion GIFs,
+    tables, provenance): {name: (source under results/{dataset}/, title, caption, category)}.
+    """
+    pages = {
+        f"motion_{name}": (
+            f"generate/series_{name}.gif",
+            f"motion along {name}",
+            "series_movie.rst",
+            "3. Motion",
+        )
+        for name in series_names()
+    }
+    recon = config["reconstruct"]
+    if recon["enabled"]:
+        pages["fsc"] = (
+            "reconstruct/fsc.tsv",
+            "FSC of the reconstruction",
+            "fsc.rst",
+            "4. Reconstruction",
+        )
+        if config["localres"]["enabled"]:
+            pages["regions"] = (
+                "localres/regions.tsv",
+                "resolution per region",
+                "regions_table.rst",
+                "4. Reconstruction",
+            )
+        if config["states"]["enabled"]:
+            pages["states"] = (
+                "states/states.tsv",
+                "per-state maps",
+                "states_table.rst",
+                "6. Selection and states",
+            )
+    if evaluation_wanted():
+        pages["evaluation"] = (
+            "evaluation/evaluation.tsv",
+            "model against the ground truth",
+            "evaluation.rst",
+            "5. Ground truth",
+        )
+        if recon["enabled"] and recon["rigid_baseline"]:
+            pages["evaluation_reconstruction"] = (
+                "evaluation/reconstruction.tsv",
+                "reconstruction against the ground truth",
+                "evaluation_reconstruction.rst",
+                "5. Ground truth",
+            )
+    pages["provenance"] = (
+        "provenance.yaml",
+        "provenance",
+        "provenance.rst",
+        "7. Provenance",
+    )
+    return pages
+
+
+def report_page_outputs():
+    """Named outputs of rule report_pages, each shown in the report with a readable label."""
+    return {
+        name: report(
+            f"results/{{dataset}}/report/{name}.html",
+            caption=f"../report/{caption}",
+            category=category,
+            labels={"item": title},
+        )
+        for name, (_, title, caption, category) in report_pages().items()
+    }
+
+
+def report_page_sources(wildcards):
+    """The file each report page shows, by page name."""
+    return {
+        name: f"results/{wildcards.dataset}/{source}"
+        for name, (source, _, _, _) in report_pages().items()
+    }
+
+
+def report_page_titles():
+    """Page name → title."""
+    return {name: page[1] for name, page in report_pages().items()}
+
+
 # ---------------------------------------------------------------- targets
 
 
@@ -375,7 +459,7 @@ def rigid_baseline_files(folder):
 def dataset_stages():
     """The rules that make up one dataset's results, as the config asks for them."""
     stages = ["simulate"] if is_simulated() else []
-    stages += ["prep", "mesh", "train", "generate", "provenance"]
+    stages += ["prep", "mesh", "train", "generate", "provenance", "report_pages"]
     if config["explore"]["enabled"]:
         stages.append("explore")
     if config["select"]["enabled"]:

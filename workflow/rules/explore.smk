@@ -7,7 +7,7 @@ rule explore:
             "results/{dataset}/train/explorer.html",
             caption="../report/explorer.rst",
             category="2. Training",
-            labels={"figure": "latent explorer"},
+            labels={"item": "latent explorer"},
         ),
     log:
         "results/{dataset}/logs/explore.log",

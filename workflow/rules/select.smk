@@ -11,6 +11,7 @@ rule select:
             "results/{dataset}/select/selection.png",
             caption="../report/selection.rst",
             category="6. Selection and states",
+            labels={"item": "selected particles"},
         ),
         summary="results/{dataset}/select/select.json",
     log:
