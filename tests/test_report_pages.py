@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from flexcore.core.errors import InputFileError
-from flexcore.core.utils.report_pages import write_report_page
+from flexcore.stages.report_pages.pages import write_report_page
 
 
 def test_gif_page_embeds_the_movie(tmp_path):

@@ -14,8 +14,8 @@ import csv
 import html
 from pathlib import Path
 
-from ..errors import InputFileError
-from .atomic import write_text_atomic
+from ...core.errors import InputFileError
+from ...core.utils.atomic import write_text_atomic
 
 _STYLE = """body{font-family:system-ui,sans-serif;font-size:13px;color:#222;margin:10px}
 h1{font-size:15px;margin:0 0 8px}table{border-collapse:collapse}
