@@ -79,7 +79,8 @@ def run_explore(checkpoint, out_dir, *, mesh=None, grid: int = 11, max_points: i
     meta = (f"{Path(checkpoint).name}, epoch {model.epoch}: {drawn_text}, {k} latent "
             f"dimension(s), structure on a {' × '.join([str(grid)] * min(k, 2))} grid "
             f"(box {model.box}, {model.pixel_size_A:.2f} Å/px)")
-    html = build_page(title=str(Path(checkpoint).parent.name or Path(checkpoint).stem), meta=meta,
+    folder = Path(checkpoint).resolve().parent  # e.g. results/<dataset>/train
+    html = build_page(title=f"{folder.parent.name}/{folder.name}", meta=meta,
                       latents=z, drawn=drawn, sha256=latents_sha256(z),
                       checkpoint=str(Path(checkpoint).resolve()), grid=grid_data, pca=pca)
     write_text_atomic(out / name, html)
