@@ -81,8 +81,8 @@ def test_interrupted_training_resumes_to_the_same_result(run, tmp_path, monkeypa
         assert cli_main(cli + ["--resume"]) == 0  # ... and continued with --resume
     assert "(epoch 1 of 2 done)" in caplog.text and "resumed from" in caplog.text
     assert (cut / "latents.npy").read_bytes() == (run / "full" / "latents.npy").read_bytes()
-    a = torch.load(run / "full" / "model.pt", weights_only=False)
-    b = torch.load(cut / "model.pt", weights_only=False)
+    a = torch.load(run / "full" / "model.pt", weights_only=True)
+    b = torch.load(cut / "model.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     assert torch.equal(a["volume"], b["volume"]) and torch.equal(a["latents"], b["latents"])
     assert [h["train_nll"] for h in a["history"]] == [h["train_nll"] for h in b["history"]]
@@ -115,7 +115,7 @@ def test_a_different_run_starts_afresh_without_stale_epoch_files(run, tmp_path, 
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "checkpoint_epoch001.pt", "checkpoint_last.pt"]
     assert sorted(p.name for p in folder.glob("latents_epoch*.png")) == ["latents_epoch001.png"]
-    assert torch.load(folder / "model.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(folder / "model.pt", weights_only=True)["epoch"] == 1
     # the same configuration again: "auto" resumes the finished run (no epoch is trained)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="flexcore"):

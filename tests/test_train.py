@@ -156,8 +156,8 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset):
     proc.wait()
     assert first.exists()
     subprocess.run(cmd + [str(cut)] + args + ["--resume"], check=True, capture_output=True)
-    a = torch.load(tmp_path / "full" / "checkpoints" / "checkpoint_last.pt", weights_only=False)
-    b = torch.load(cut / "checkpoints" / "checkpoint_last.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "checkpoint_last.pt", weights_only=True)
+    b = torch.load(cut / "checkpoints" / "checkpoint_last.pt", weights_only=True)
     assert b["epoch"] == a["epoch"] == 3
     torch.testing.assert_close(b["latents"], a["latents"], atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(b["volume"], a["volume"], atol=1e-3, rtol=1e-3)

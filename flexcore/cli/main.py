@@ -27,6 +27,10 @@ COMMANDS = {
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
 }
+# commands that are no pipeline stage: file tools over flexcore.core
+TOOLS = {
+    "convert-checkpoint": "convert a trusted checkpoint of an earlier flexcore (--trust)",
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -37,7 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flexcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, summary in COMMANDS.items():
+    for name, summary in {**COMMANDS, **TOOLS}.items():
         module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -22,7 +22,7 @@ from scipy.stats import spearmanr
 
 from ...core.deform import VolumeDeformer
 from ...core.fourier import band_limit_resample_3d
-from ...core.fsc import fsc_curve, resolution_at
+from ...core.fsc import fsc_curve, mean_fsc, resolution_at
 from ...core.io import read_map, read_particles
 from ...core.trained import load_trained_model
 from ...core.utils.atomic import atomic_path, write_text_atomic
