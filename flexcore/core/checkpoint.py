@@ -27,7 +27,7 @@ import torch
 
 from .errors import ConfigError, InputFileError
 from .utils.atomic import atomic_path
-from .utils.disk import check_free_space, writing_to
+from .utils.disk import check_free_space
 
 FORMAT = "flexcore-checkpoint-3"
 # Formats 1 and 2 pickled numpy's and Python's RNG states and the split as numpy arrays, so
@@ -36,8 +36,6 @@ FORMAT = "flexcore-checkpoint-3"
 OLD_FORMATS = ("flexcore-checkpoint-1", "flexcore-checkpoint-2")
 # keys stored as int64 tensors and handed back as numpy arrays
 _NUMPY_KEYS = ("train_idx", "val_idx")
-# room kept free beyond the checkpoint's own size (bytes)
-DISK_MARGIN = 64 * 2**20
 
 
 def convert_hint(path) -> str:
@@ -123,12 +121,13 @@ def estimated_size(state) -> int:
 
 def save_checkpoint(path, state: dict) -> None:
     """Write ``state`` (plus the format tag) atomically, after checking that the folder has
-    room for it (:func:`~flexcore.core.utils.disk.check_free_space`); a full disk is one
-    :class:`~flexcore.core.errors.OutputPathError` naming the folder, with no partial file."""
+    room for it (:func:`~flexcore.core.utils.disk.check_free_space`); a full disk while
+    writing is one :class:`~flexcore.core.errors.OutputPathError` naming the folder, with no
+    partial file (:func:`~flexcore.core.utils.atomic.atomic_path`)."""
     state = _plain_state(state)
     path = Path(path)
-    check_free_space(path.parent, estimated_size(state) + DISK_MARGIN, what="a checkpoint")
-    with writing_to(path.parent), atomic_path(path) as tmp, open(tmp, "wb") as fh:
+    check_free_space(path.parent, estimated_size(state), what="a checkpoint")
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         torch.save(state, fh)  # a Python file: a full disk surfaces as OSError(ENOSPC)
 
 

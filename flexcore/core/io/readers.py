@@ -9,10 +9,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import ConfigError, InputFileError
+from ..utils.logging import get_logger
 from .cryosparc import NUMPY_MAGIC, read_cs, write_cs
 from .particles import ParticleTable
 from .star import read_star, write_star
+
+log = get_logger("flexcore.io")
 
 _EXPECTED = "expected a RELION .star file (with a data_ block) or a cryoSPARC .cs file"
 _DATA_BLOCK = re.compile(rb"^\s*data_", re.MULTILINE)
@@ -66,11 +69,20 @@ def read_particles(path, pixel_size_A: float | None = None, project_dir=None) ->
     if project_dir and not Path(project_dir).is_dir():
         raise InputFileError(project_dir, "project_dir is not a folder (the RELION/cryoSPARC "
                                           "project folder the image paths are relative to)")
+    if pixel_size_A is not None and not (np.isfinite(pixel_size_A) and pixel_size_A > 0):
+        raise ConfigError(f"pixel_size_A (--pixel-size) must be a positive size in Å, got "
+                          f"{pixel_size_A:g}")
     if detect_particle_format(path) == "cs":
         table = read_cs(path, pixel_size_A=pixel_size_A)
     else:
         table = read_star(path, pixel_size_A=pixel_size_A, project_dir=project_dir)
     table.project_dir = str(project_dir) if project_dir else ""
+    if pixel_size_A is not None:
+        used = {round(g.pixel_size_A, 5) for g in table.optics}
+        if used != {round(float(pixel_size_A), 5)}:
+            log.warning("%s carries its own pixel size (%s Å), which is used; --pixel-size "
+                        "%g (pixel_size_A) only applies to files without one", path,
+                        ", ".join(f"{v:g}" for v in sorted(used)), pixel_size_A)
     return table
 
 

@@ -1,24 +1,25 @@
 """Free disk space: check it before a large write, and turn a full disk into one line.
 
-:func:`check_free_space` refuses a write that would not fit (its size plus a margin) with
-"needs X GB in DIR, Y GB free" before anything is written. :func:`writing_to` wraps the
-write itself: ``ENOSPC`` (no space) or ``EDQUOT`` (quota) raised inside it becomes an
-:class:`~flexcore.core.errors.OutputPathError` naming the folder, so the user sees one line
-instead of a traceback; the atomic writers remove their ``.part`` file on the way out.
+:func:`check_free_space` refuses a write that would not fit (its size plus
+:data:`MARGIN`) with "needs X GB in DIR, Y GB free" before anything is written.
+:func:`~flexcore.core.utils.atomic.atomic_path` turns ``ENOSPC`` (no space) or ``EDQUOT``
+(quota) raised while writing into :func:`disk_full_error`, one line naming the folder, and
+removes its ``.part`` file. :func:`preallocate` reserves a memory-mapped file's blocks up
+front, so a full disk is an ``OSError`` then rather than a ``SIGBUS`` mid-write.
 """
 
 from __future__ import annotations
 
-import contextlib
 import errno
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 from ..errors import OutputPathError
 
 _FULL = (errno.ENOSPC, errno.EDQUOT)
+# room kept free beyond what a write needs (bytes): logs, small outputs, the file system
+MARGIN = 16 * 2**20
 
 
 def free_bytes(folder) -> int:
@@ -38,8 +39,10 @@ def format_bytes(n: float) -> str:
 
 
 def check_free_space(folder, needed: int, what: str = "its outputs") -> None:
-    """Raise :class:`OutputPathError` unless ``folder`` has ``needed`` bytes free."""
+    """Raise :class:`OutputPathError` unless ``folder`` has ``needed`` + :data:`MARGIN`
+    bytes free (the message gives both figures, the margin included)."""
     free = free_bytes(folder)
+    needed = int(needed) + MARGIN
     if free < needed:
         raise OutputPathError(folder, f"not enough disk space for {what}: needs "
                                       f"{format_bytes(needed)} in {folder}, "
@@ -56,18 +59,11 @@ def is_disk_full(exc: BaseException) -> bool:
     return False
 
 
-@contextlib.contextmanager
-def writing_to(folder) -> Iterator[None]:
-    """Turn a full disk during the ``with`` block into one :class:`OutputPathError` naming
-    ``folder`` (other errors pass through)."""
-    try:
-        yield
-    except (OSError, RuntimeError) as exc:
-        if not is_disk_full(exc):
-            raise
-        raise OutputPathError(folder, f"the disk filled up while writing here ("
-                                      f"{format_bytes(free_bytes(folder))} free now); "
-                                      "free some space and run the step again") from None
+def disk_full_error(folder) -> OutputPathError:
+    """The one-line error for a disk that filled up while writing into ``folder``."""
+    return OutputPathError(folder, f"the disk filled up while writing here "
+                                   f"({format_bytes(free_bytes(folder))} free now); free some "
+                                   "space and run the step again")
 
 
 def preallocate(fh, size: int, folder) -> None:

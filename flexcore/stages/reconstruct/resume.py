@@ -30,7 +30,6 @@ import torch
 
 from ...core.checkpoint import plain
 from ...core.utils.atomic import atomic_path
-from ...core.utils.disk import writing_to
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
 
@@ -126,7 +125,7 @@ class SolveStore:
                 return [cpu(a) for a in v]
             return v
 
-        with writing_to(self.folder), atomic_path(self._path(name)) as tmp, open(tmp, "wb") as fh:
+        with atomic_path(self._path(name)) as tmp, open(tmp, "wb") as fh:
             torch.save(plain({k: cpu(v) for k, v in record.items()}), fh)
 
     def finished(self, name: str) -> dict | None:
