@@ -125,3 +125,18 @@ def test_rigid_reconstruction_of_a_one_sided_split_is_finite(sim, tmp_path, caps
     assert cli_main(["reconstruct-rigid", str(two), str(tmp_path / "r2")]) == 1
     assert "half set B has no particles" in capsys.readouterr().err
     assert not (tmp_path / "r2" / "map.mrc").exists()
+
+
+def test_reconstruction_resplit_keeps_copies_together():
+    from flexcore.stages.reconstruct.inputs import choose_halves
+
+    ids = np.array([0, 1, 2, 3, 0, 1, 2, 3, 4, 5])  # the source rows of images 0-3 twice
+    for seed in range(5):
+        half, origin = choose_halves(np.zeros(10, np.int8), True, seed, ids)
+        assert origin == f"random (seed {seed})"
+        for image in range(6):
+            assert len(set(half[ids == image])) == 1
+        assert sorted(np.bincount(half, minlength=2)) in ([4, 6], [5, 5])
+    np.testing.assert_array_equal(  # no copies: the split drawn before image ids existed
+        choose_halves(np.zeros(8, np.int8), True, 1, np.arange(8))[0],
+        choose_halves(np.zeros(8, np.int8), True, 1)[0])

@@ -26,16 +26,19 @@ log = get_logger("flexcore.halves")
 HALF_NAMES = ("A", "B")
 
 
-def image_groups(table, source) -> np.ndarray:
-    """``(N,)`` int64 image id per particle row: rows that reference the same image (same
-    index in the same stack file, the stack names resolved by ``source``, an
-    :class:`~flexcore.core.io.ImageSource`, and symlinks followed) share an id. Ids count
-    images in order of first appearance, so a file without copies gets ``0 … N-1``."""
+def image_groups(table, source, rows=None) -> np.ndarray:
+    """``(N,)`` int64 image id per particle row (of ``rows``, default every row): rows that
+    reference the same image (same index in the same stack file, the stack names resolved by
+    ``source``, an :class:`~flexcore.core.io.ImageSource`, and symlinks followed) share an
+    id. Ids count images in order of first appearance, so rows without copies get
+    ``0 … N-1``."""
+    rows = np.arange(len(table)) if rows is None else np.asarray(rows, dtype=np.int64)
+    paths, within = table.image_paths[rows], np.asarray(table.image_indices)[rows]
     files = {name: str(Path(source.reader(str(name)).path).resolve())
-             for name in np.unique(table.image_paths)}
+             for name in np.unique(paths)}
     stack_id = {f: i for i, f in enumerate(sorted(set(files.values())))}
-    keys = np.array([stack_id[files[name]] for name in table.image_paths], dtype=np.int64)
-    key = keys * (int(np.max(table.image_indices, initial=0)) + 1) + table.image_indices
+    keys = np.array([stack_id[files[name]] for name in paths], dtype=np.int64)
+    key = keys * (int(np.max(within, initial=0)) + 1) + within
     _, first, inverse = np.unique(key, return_index=True, return_inverse=True)
     rank = np.empty(len(first), dtype=np.int64)
     rank[np.argsort(first, kind="stable")] = np.arange(len(first))
