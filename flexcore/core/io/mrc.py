@@ -57,6 +57,20 @@ def read_map(path) -> tuple[np.ndarray, float]:
     return data.copy(), voxel
 
 
+def read_half_maps(path_a, path_b) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two half maps of one reconstruction: ``(half_a, half_b, voxel_size_A)``. Refuses,
+    naming the second file, halves of different boxes or voxel sizes (one of them from
+    another reconstruction)."""
+    a, voxel_a = read_map(path_a)
+    b, voxel_b = read_map(path_b)
+    if a.shape != b.shape or abs(voxel_a - voxel_b) > 1e-3 * max(voxel_a, voxel_b):
+        raise InputFileError(path_b, f"half map is {b.shape[0]} px at {voxel_b:.4g} Å/px but "
+                                     f"its other half {path_a} is {a.shape[0]} px at "
+                                     f"{voxel_a:.4g} Å/px: both halves must come from one "
+                                     "reconstruction")
+    return a, b, voxel_a
+
+
 def read_mask(path, box: int, pixel_size_A: float | None = None, resample: bool = False) -> np.ndarray:
     """Read a mask and check it matches the map's ``box`` (and pixel size when known).
 

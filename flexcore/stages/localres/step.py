@@ -26,7 +26,8 @@ import torch
 from ...core.errors import ConfigError, InputFileError
 from ...core.fsc import format_resolution
 from ...core.fsc_outputs import write_fsc_table
-from ...core.io import read_map, write_map
+from ...core.io import read_half_maps as read_half_map_pair
+from ...core.io import write_map
 from ...core.trained import load_trained_model
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.logging import get_logger
@@ -59,8 +60,13 @@ def read_half_maps(recon_dir: Path) -> tuple[dict, float]:
                 raise InputFileError(paths[0], "half map not found: run `flexcore reconstruct` first")
             log.warning("no rigid baseline half maps in %s: flexible maps only", recon_dir)
             continue
-        (a, psize), (b, _) = read_map(paths[0]), read_map(paths[1])
-        maps[kind] = (a, b)
+        a, b, voxel = read_half_map_pair(*paths)
+        if maps and (a.shape != maps["flex"][0].shape or abs(voxel - psize) > 1e-3 * psize):
+            raise InputFileError(paths[0], f"rigid half map is {a.shape[0]} px at {voxel:.4g} "
+                                           f"Å/px but the flexible ones are "
+                                           f"{maps['flex'][0].shape[0]} px at {psize:.4g} Å/px: "
+                                           "both must come from one reconstruction")
+        maps[kind], psize = (a, b), voxel
     return maps, float(psize)
 
 
@@ -102,6 +108,7 @@ def run_local_resolution(checkpoint, recon_dir, out_dir, *, mesh=None, region_qu
         raise InputFileError(recon_dir / "flex_map_half_A.mrc",
                              f"voxel size {psize:.4f} Å differs from the model's upscaled mesh "
                              f"({mesh_hi.pixel_size_A:.4f} Å): another model's reconstruction?")
+    check_parameters(window_px, stride, threshold, box=box)
     stride = stride or max(2, round(box / 48))
     amp_v = motion_amplitude(lambda z: model.displacements(z, dev), model.latents,
                              model.pixel_size_A, n_samples=n_samples)
