@@ -154,6 +154,30 @@ def test_bad_configuration_fails_before_any_job_naming_the_key(tmp_path, config,
     assert "Job stats" not in result.stdout
 
 
+@pytest.mark.parametrize("config, message", [
+    ({"select": {"method": "box"}},
+     "config key select.center is required for this selection method"),
+    ({"select": {"method": "box", "center": [0.0, 0.0], "half_widths": [0.2]}},
+     "config key select.center = [0.0, 0.0]: expected 1 finite number(s)"),
+    ({"select": {"method": "percentile", "axis": 2}}, "config key select.axis = 2"),
+    ({"select": {"n_clusters": 2000}},
+     "config key select.n_clusters = 2000: must be an integer 1…1500"),
+    ({"select": {"method": "points", "points": [[0.5, 0.5]]}},
+     "config key select.points[0] = [0.5, 0.5]: expected 1 finite number(s)"),
+    ({"localres": {"window_px": 64}},
+     "config key localres.window_px = 64: the window must fit in half the reconstruction's "
+     "56 px box (at most 28 px)"),
+    ({"select": {"method": "percentile", "percentile_low": 80, "percentile_high": 20}},
+     "config key select.percentile_low/high = 80, 20: need 0 ≤ low < high ≤ 100"),
+])
+def test_stage_parameters_fail_before_any_job(tmp_path, config, message):
+    """What select and localres would refuse after training fails the dry run, in the
+    steps' own words (their check functions; the schema covers states and the rest)."""
+    result = dry_run(tmp_path, config)
+    assert result.returncode != 0 and "Job stats" not in result.stdout
+    assert message in result.stdout, result.stdout[-3000:]
+
+
 def test_user_files_and_sweep_points_appear_as_inputs(tmp_path):
     data = tmp_path / "data"
     data.mkdir()

@@ -91,8 +91,46 @@ def check_config_consistency(cfg):
         )
 
 
+def reconstruction_box(cfg):
+    """The reconstruction's box when the config fixes it (crop box, or the simulated box),
+    else None (the user's particles decide)."""
+    if cfg["prep"]["crop_box"]:
+        return cfg["prep"]["crop_box"]
+    return cfg["simulate"]["box"] if cfg["input"]["source"] == "simulate" else None
+
+
+def check_stage_parameters(cfg):
+    """The select and localres parameters their steps would refuse beyond the schema (which
+    covers states), checked now by the steps' own functions (the same messages as the CLI),
+    so a bad value fails the dry run, not its job after hours of training."""
+    from flexcore.core.errors import ConfigError
+    from flexcore.stages.localres.parameters import check_parameters as check_localres
+    from flexcore.stages.select.regions import check_parameters as check_select
+
+    sel, loc = cfg["select"], cfg["localres"]
+    counts = [cfg["prep"]["n_particles"]]
+    if cfg["input"]["source"] == "simulate":
+        counts.append(cfg["simulate"]["n_particles"])
+    known = [n for n in counts if n]
+    try:
+        if sel["enabled"]:
+            check_select(sel["method"], cfg["train"]["latent_dim"],
+                         n_clusters=sel["n_clusters"], center=sel["center"],
+                         half_widths=sel["half_widths"], axis=sel["axis"],
+                         percentile_low=sel["percentile_low"],
+                         percentile_high=sel["percentile_high"], points=sel["points"],
+                         radius=sel["radius"], n_particles=min(known) if known else None)
+        if loc["enabled"] and cfg["reconstruct"]["enabled"]:
+            check_localres(loc["window_px"], loc["stride"], loc["threshold"],
+                           reconstruction_box(cfg), region_quantile=loc["region_quantile"],
+                           n_samples=loc["n_samples"])
+    except ConfigError as exc:
+        raise WorkflowError(f"config key {exc} (see config/README.md)") from None
+
+
 check_user_files(config)
 check_config_consistency(config)
+check_stage_parameters(config)
 
 
 wildcard_constraints:

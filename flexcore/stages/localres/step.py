@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ...core.errors import ConfigError, InputFileError
+from ...core.errors import InputFileError
 from ...core.fsc import format_resolution
 from ...core.fsc_outputs import write_fsc_table
 from ...core.io import read_half_maps as read_half_map_pair
@@ -33,6 +33,7 @@ from ...core.utils.atomic import write_text_atomic
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
+from .parameters import check_parameters
 from .plots import display_range, plot_local_resolution, plot_region_fsc
 from .regions import (
     LABEL_NAMES,
@@ -42,7 +43,7 @@ from .regions import (
     segment_labels,
     soft_region_mask,
 )
-from .windowed import check_parameters, local_resolution
+from .windowed import local_resolution
 
 log = get_logger("flexcore.localres")
 KINDS = ("flex", "noflex")
@@ -88,11 +89,8 @@ def run_local_resolution(checkpoint, recon_dir, out_dir, *, mesh=None, region_qu
     n_samples : particles' latents sampled for the motion amplitude.
     device : ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    if not 0.0 < region_quantile < 0.5:
-        raise ConfigError(f"localres.region_quantile = {region_quantile!r}: must be in (0, 0.5)")
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-        raise ConfigError(f"localres.n_samples = {n_samples!r}: must be an integer ≥ 1")
-    check_parameters(window_px, stride, threshold)
+    check_parameters(window_px, stride, threshold, region_quantile=region_quantile,
+                     n_samples=n_samples)
     recon_dir = Path(recon_dir)
     dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
                        ("cpu" if device == "auto" else device))
