@@ -13,11 +13,20 @@ from ..errors import InputFileError
 from .readers import read_particles
 
 
+def load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array, never unpickled (``allow_pickle=False``: an object array is refused,
+    its code never runs), with errors naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError for object arrays, OSError/EOFError for damage
+        raise InputFileError(path, f"cannot be read as a numeric .npy array: {exc}") from exc
+
+
 def read_init_latents(path, n: int, k: int) -> np.ndarray:
     """Latents to start from: ``.npy (N, K)`` or a STAR/.cs with latent columns."""
     path = Path(path)
     if path.suffix == ".npy":
-        z = np.load(path)
+        z = load_npy(path)
     else:
         t = read_particles(path)
         raw = t.raw
@@ -39,7 +48,7 @@ def read_latent_points(path, k: int) -> np.ndarray:
     if not path.exists():
         raise InputFileError(path, "latent point file not found")
     if path.suffix == ".npy":
-        z = np.load(path)
+        z = load_npy(path)
     elif path.suffix in (".csv", ".txt", ".tsv"):
         text = path.read_text().strip().splitlines()
         rows = [r.replace(",", " ").split() for r in text if r.strip() and not r.startswith("#")]

@@ -29,7 +29,7 @@ def point_row(point: dict, train_json, latents_npy, recon_json=None, evaluation_
     row["val_nll_flow"] = final.get("val_nll_flow", np.nan)
     row["val_nll_rigid"] = final.get("val_nll_rigid", np.nan)
     row["val_nll_gain"] = row["val_nll_rigid"] - row["val_nll_flow"]
-    z = np.load(latents_npy)
+    z = np.load(latents_npy, allow_pickle=False)
     for k in range(z.shape[1]):
         row[f"latent_sd_z{k + 1}"] = float(z[:, k].std())
     if recon_json is not None:
