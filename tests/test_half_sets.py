@@ -19,7 +19,7 @@ from flexcore.core.errors import InputFileError
 from flexcore.core.half_sets import assign_half_sets, join_copies, random_split
 from flexcore.core.io import read_map, read_particles
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct.rigid import run_reconstruct_rigid
+from flexcore.stages.reconstruct.step import run_reconstruct_rigid
 from flexcore.stages.simulate import run_simulate
 
 N = 300

@@ -1,10 +1,10 @@
 """Where flexible reconstruction helped: half-map FSC per region (moving domain, core or
 segments) and windowed-FSC local-resolution maps, flexible next to rigid.
 
-``run_local_resolution`` is the ``localres`` pipeline step; ``local_resolution`` the
-windowed FSC on two half maps; ``motion_labels`` / ``segment_labels`` the regions;
-``check_parameters`` the parameter checks (also run by the workflow on its configuration).
-Everything but the checks is imported lazily, so the workflow's checks do not load torch.
+``run_localres`` is the ``localres`` pipeline step; ``local_resolution`` the windowed FSC
+on two half maps; ``motion_labels`` / ``segment_labels`` the regions; ``check_parameters``
+the parameter checks (also run by the workflow on its configuration). Everything but the
+checks is imported lazily, so the workflow's checks do not load torch.
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 from .parameters import check_parameters
 
 __all__ = ["check_parameters", "local_resolution", "motion_amplitude", "motion_labels",
-           "region_fsc", "run_local_resolution", "segment_labels"]
-_WHERE = {"local_resolution": "windowed", "run_local_resolution": "step",
+           "region_fsc", "run_localres", "segment_labels"]
+_WHERE = {"local_resolution": "windowed", "run_localres": "step",
           "motion_amplitude": "regions", "motion_labels": "regions", "region_fsc": "regions",
           "segment_labels": "regions"}
 

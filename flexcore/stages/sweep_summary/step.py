@@ -45,7 +45,7 @@ def point_row(point: dict, train_json, latents_npy, recon_json=None, evaluation_
     return row
 
 
-def summarise_sweep(points: list[dict], files: dict[str, list], table_path,
+def run_sweep_summary(points: list[dict], files: dict[str, list], table_path,
                     plot_path) -> pd.DataFrame:
     """Write the sweep table (TSV) and a plot of its metrics per point; return the table.
 
