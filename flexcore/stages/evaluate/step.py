@@ -21,10 +21,10 @@ import torch
 from scipy.stats import spearmanr
 
 from ...core.deform import VolumeDeformer
-from ...core.errors import InputFileError
 from ...core.fourier import band_limit_resample_3d
 from ...core.fsc import fsc_curve, mean_fsc, resolution_at
-from ...core.io import read_map, read_particles
+from ...core.ground_truth import check_latents_match, read_truth
+from ...core.io import read_map
 from ...core.trained import load_trained_model
 from ...core.utils.atomic import atomic_path, write_text_atomic
 from ...core.utils.logging import get_logger
@@ -45,10 +45,7 @@ def evaluate_training(sim_dir, prep_dir, checkpoint, mesh=None, window: float = 
     n_motions = truth.shape[1]
     model = load_trained_model(checkpoint, mesh)
     z = model.latents
-    if len(z) != len(truth):
-        raise InputFileError(checkpoint, f"holds latents for {len(z)} particles but "
-                                         f"{prep_dir / 'particles.star'} has {len(truth)}: the "
-                                         "model was trained on another prep")
+    check_latents_match(z, truth, checkpoint, prep_dir)
     rho = np.array([[abs(spearmanr(z[:, k], truth[:, m]).statistic) for m in range(n_motions)]
                     for k in range(z.shape[1])])
     best = rho.max(axis=0)
@@ -92,40 +89,6 @@ def evaluate_training(sim_dir, prep_dir, checkpoint, mesh=None, window: float = 
             "generated_better_solvent": int(sum(r["fsc_solvent_generated"] >
                                                 r["fsc_solvent_consensus"] for r in rows)),
             "n_maps": len(rows), "epoch": model.epoch}
-
-
-def read_truth(sim_dir: Path, prep_dir: Path) -> tuple[dict, np.ndarray]:
-    """``ground_truth.json`` of ``flexcore simulate``'s folder ``sim_dir`` and the true motion
-    coordinates ``(N, n_motions)`` of the particles prepared in ``prep_dir`` (matched by
-    ``_flexSourceIndex``). Refuses, naming the file, a folder that is not a simulation and a
-    prep made from other particles than this simulation's (poses compared)."""
-    record = sim_dir / "ground_truth.json"
-    if not record.is_file() or not (sim_dir / "particles.star").is_file():
-        raise InputFileError(sim_dir, "is not a `flexcore simulate` folder (it needs "
-                                      "ground_truth.json and particles.star)")
-    try:
-        info = json.loads(record.read_text())
-    except ValueError as exc:
-        raise InputFileError(record, f"is not valid JSON ({exc})") from exc
-    missing = [k for k in ("n_motions", "gt_maps", "gt_coordinates") if k not in info]
-    if missing:
-        raise InputFileError(record, f"is not a simulation's ground truth (no {missing[0]})")
-    n_motions = int(info["n_motions"])
-    sim = read_particles(sim_dir / "particles.star")
-    star = prep_dir / "particles.star"
-    if not star.is_file():
-        raise InputFileError(star, "prepared particles not found: run `flexcore prep` first")
-    prep = read_particles(star)
-    if prep.raw is None or "flexSourceIndex" not in prep.raw:
-        raise InputFileError(star, "has no _flexSourceIndex column (not written by flexcore prep)")
-    src = np.asarray(prep.raw["flexSourceIndex"], dtype=np.int64)
-    columns = [f"flexTrueCoord{m + 1}" for m in range(n_motions)]
-    if src.max(initial=0) >= len(sim) or any(c not in sim.raw for c in columns) or \
-            not np.allclose(prep.rotations, sim.rotations[src], atol=1e-4):
-        raise InputFileError(star, f"was not prepared from the simulation {sim_dir} (its "
-                                   "particles, poses or true coordinates differ)")
-    truth = np.stack([np.asarray(sim.raw[c], dtype=np.float64)[src] for c in columns], axis=1)
-    return info, truth
 
 
 def evaluation_table(record: dict):
