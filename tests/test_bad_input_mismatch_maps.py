@@ -92,3 +92,19 @@ def test_evaluate_with_inputs_of_other_runs(run, tmp_path, capsys):
     assert cli_main(["evaluate", str(run / "prep"), str(run / "prep"), ck,
                      str(tmp_path / "c")]) == 1
     assert "is not a `flexcore simulate` folder" in one_line_error(capsys)
+
+
+def test_evaluate_reconstruction_with_inputs_of_other_runs(run, halves_of_two_boxes, tmp_path):
+    from flexcore.core.errors import InputFileError
+    from flexcore.stages.evaluate_reconstruction.step import run_evaluate_reconstruction
+
+    ck, recon = run / "train/model.pt", halves_of_two_boxes
+    for name in ("flex_map", "noflex_map"):
+        write_map(recon / f"{name}.mrc", np.zeros((24,) * 3), 5.0)
+    with pytest.raises(InputFileError, match="is not a `flexcore simulate` folder"):
+        run_evaluate_reconstruction(run / "prep", run / "prep", ck, recon, tmp_path / "a")
+    with pytest.raises(InputFileError, match="was not prepared from the simulation"):
+        run_evaluate_reconstruction(run / "sim2", run / "prep", ck, recon, tmp_path / "b")
+    with pytest.raises(InputFileError, match="flex_map_half_B.mrc: map is 20 px but "
+                                             "flex_map_half_A.mrc is 24 px"):
+        run_evaluate_reconstruction(run / "sim", run / "prep", ck, recon, tmp_path / "c")
