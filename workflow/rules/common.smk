@@ -114,16 +114,28 @@ def check_stage_parameters(cfg):
     known = [n for n in counts if n]
     try:
         if sel["enabled"]:
-            check_select(sel["method"], cfg["train"]["latent_dim"],
-                         n_clusters=sel["n_clusters"], center=sel["center"],
-                         half_widths=sel["half_widths"], axis=sel["axis"],
-                         percentile_low=sel["percentile_low"],
-                         percentile_high=sel["percentile_high"], points=sel["points"],
-                         radius=sel["radius"], n_particles=min(known) if known else None)
+            check_select(
+                sel["method"],
+                cfg["train"]["latent_dim"],
+                n_clusters=sel["n_clusters"],
+                center=sel["center"],
+                half_widths=sel["half_widths"],
+                axis=sel["axis"],
+                percentile_low=sel["percentile_low"],
+                percentile_high=sel["percentile_high"],
+                points=sel["points"],
+                radius=sel["radius"],
+                n_particles=min(known) if known else None,
+            )
         if loc["enabled"] and cfg["reconstruct"]["enabled"]:
-            check_localres(loc["window_px"], loc["stride"], loc["threshold"],
-                           reconstruction_box(cfg), region_quantile=loc["region_quantile"],
-                           n_samples=loc["n_samples"])
+            check_localres(
+                loc["window_px"],
+                loc["stride"],
+                loc["threshold"],
+                reconstruction_box(cfg),
+                region_quantile=loc["region_quantile"],
+                n_samples=loc["n_samples"],
+            )
     except ConfigError as exc:
         raise WorkflowError(f"config key {exc} (see config/README.md)") from None
 
