@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-import flexcore.stages.reconstruct.step as recon_step
+import flexcore.stages.reconstruct.halves as recon_step
 import flexcore.stages.train.step as train_step
 from flexcore.cli.main import main as cli_main
 from flexcore.core.io import read_map
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct.outputs import OUTPUTS as RECON_OUTPUTS
 from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
@@ -147,7 +148,7 @@ def test_interrupted_reconstruction_continues_to_the_same_maps(run, tmp_path, mo
     assert len(gradients) == 1 + 3 and not starts  # half A reused; B's flex continues
     assert "half A: reusing the flex and noflex solve(s)" in caplog.text
     assert "continuing an interrupted solve at iteration 1" in caplog.text
-    for name in recon_step.OUTPUTS:
+    for name in RECON_OUTPUTS:
         if name.endswith(".mrc"):
             np.testing.assert_array_equal(read_map(out / name)[0],
                                           read_map(tmp_path / "whole" / name)[0], err_msg=name)
