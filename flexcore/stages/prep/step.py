@@ -249,9 +249,9 @@ def run_prep(
     model = ImageFormation(train_box, train_psize)
     imgs = fourier_crop(center_crop(torch.from_numpy(source.read(sample)), crop, 2), train_box, 2)
     proj = project_volume(cons, table.rotations[sample], train_box)
-    ctf = ctf_for_particles(table, sample, train_box, train_psize)
+    sample_ctf = ctf_for_particles(table, sample, train_box, train_psize)
     shifts_px = torch.tensor(table.shifts_A[sample] / train_psize, dtype=torch.float32)
-    model_ft = model.spectra(proj, ctf, shifts_px)
+    model_ft = model.spectra(proj, sample_ctf, shifts_px)
     k_est = min(0.25, train_psize / 12.0)  # up to 12 Å or a quarter of the sampling rate
     agreement = map_agreement(model.observed(imgs), model_ft, contrast_band(model, k_est),
                               model.shell)
