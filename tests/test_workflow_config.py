@@ -133,6 +133,9 @@ def dry_run(tmp_path, config: dict, *args):
                 "consensus_map": "no/such/map.mrc"}},
      ["config key input.particles: file 'no/such/particles.star' does not exist"]),
     ({"input": {"source": "files"}}, ["config key input.particles: required"]),
+    ({"input": {"source": "cryodrgn", "particles": "p.txt", "consensus_map": "m.mrc"}},
+     ["config key input.poses: required when input.source is 'cryodrgn'"]),
+    ({"input": {"poses": "poses.pkl"}}, ["config key input.poses: is for input.source: cryodrgn"]),
     ({"input": {"mask": "missing_mask.mrc"}},
      ["config key input.mask: file 'missing_mask.mrc' does not exist"]),
     ({"prep": {"crop_box": 40}}, ["config key simulate.use_mask"]),
@@ -178,3 +181,21 @@ def test_user_files_and_sweep_points_appear_as_inputs(tmp_path):
             assert f"{point}/mesh/mesh.npz" in out  # mesh parameters swept: own mesh
             assert f"{point}/train/train.json" in out
     assert str(data / "mask.mrc") in out and str(data / "z.npy") in out
+
+
+def test_cryodrgn_source_feeds_prep_its_pickles(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("particles.txt", "poses.pkl", "ctf.pkl", "map.mrc"):
+        (data / name).write_text("placeholder")
+    config = {"dataset": "bench",
+              "input": {"source": "cryodrgn", "particles": str(data / "particles.txt"),
+                        "poses": str(data / "poses.pkl"), "ctf": str(data / "ctf.pkl"),
+                        "consensus_map": str(data / "map.mrc")}}
+    result = dry_run(tmp_path, config, "--printshellcmds", "--forcerun", "prep")
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout
+    assert "rule simulate" not in out and "rule evaluate" not in out
+    assert str(data / "poses.pkl") in out and str(data / "ctf.pkl") in out
+    assert "results/bench/prep/source.star" in out and "results/bench/train/z.pkl" in out
+    assert "results/bench/select/cluster1.star" in out  # subsets of the converted STAR

@@ -1,12 +1,13 @@
 rule prep:
     input:
-        particles=source_particles,
-        consensus_map=source_consensus_map,
+        unpack(prep_user_files),
     output:
         particles="results/{dataset}/prep/particles.star",
         stack="results/{dataset}/prep/particles.mrcs",
         consensus="results/{dataset}/prep/consensus.mrc",
         info="results/{dataset}/prep/prep.json",
+        # cryoDRGN input only: the full-resolution particles as STAR, read by later stages
+        **({"source": "results/{dataset}/prep/source.star"} if is_cryodrgn() else {}),
     log:
         "results/{dataset}/logs/prep.log",
     benchmark:
