@@ -26,6 +26,7 @@ COMMANDS = {
     "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
+    "evaluate-conformations": "per-conformation FSC-AUC against ground-truth maps (CryoBench)",
 }
 
 

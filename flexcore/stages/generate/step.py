@@ -24,6 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...core.deform import VolumeDeformer
 from ...core.errors import ConfigError, InputFileError
 from ...core.fourier import band_limit_resample_3d
 from ...core.io import read_latent_points, read_map, write_map
