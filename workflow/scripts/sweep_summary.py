@@ -18,6 +18,10 @@ def as_list(files):
 inputs = snakemake.input
 files = {k: as_list(inputs.get(k)) for k in ("train", "latents", "recon", "evaluation")}
 table = summarise_sweep(
-    list(snakemake.params.points), files, snakemake.output.table, snakemake.output.plot
+    list(snakemake.params.points),
+    files,
+    snakemake.output.table,
+    snakemake.output.plot,
+    mode=snakemake.params.mode,
 )
 print(table.to_string(index=False), file=sys.stderr)
