@@ -39,7 +39,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..stages.evaluate.conformations import run_evaluate_conformations
+    from ..stages.evaluate.step import run_evaluate_conformations
 
     run_evaluate_conformations(args.prep_dir, args.checkpoint, sorted(args.gt_maps, key=_natural),
                                args.out_dir, labels=args.labels,
