@@ -28,9 +28,8 @@ import time
 from pathlib import Path
 
 import torch
+import yaml
 
-from flexcore.cli.reconstruct import command_line as reconstruct_command
-from flexcore.cli.train import command_line as train_command
 from flexcore.core.fourier import fourier_crop
 from flexcore.core.io import read_map, write_map
 from flexcore.core.utils.launch import torchrun_command
@@ -49,11 +48,27 @@ def run(cmd: list[str], log: Path) -> float:
     return time.time() - t0
 
 
+def train_command(prep, mesh, out, config: dict) -> list[str]:
+    """``flexcore train`` arguments: the configuration in a YAML file beside ``out``."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    cfg_file = out.parent / f"{out.name}_config.yaml"
+    cfg_file.write_text(yaml.safe_dump(config))
+    return ["train", str(prep), str(mesh), str(out), "--config", str(cfg_file), "--restart"]
+
+
+def reconstruct_command(checkpoint, prep, out, *, iterations: int, batch_size: int,
+                        device: str) -> list[str]:
+    """``flexcore reconstruct`` arguments."""
+    return ["reconstruct", str(checkpoint), str(prep), str(out), "--iterations", str(iterations),
+            "--batch-size", str(batch_size), "--device", device]
+
+
 def flexcore(args: list[str], ranks: int | None) -> list[str]:
     """``flexcore <args>`` plainly (``ranks=None``) or on ``ranks`` torchrun ranks."""
     if ranks is None:
         return [sys.executable, "-m", "flexcore", *args]
-    return torchrun_command(ranks, args)
+    return torchrun_command(ranks, ["flexcore", *args])
 
 
 def measure(work: Path, label: str, ranks: int | None, train_args: dict, recon_args: dict,
@@ -63,8 +78,8 @@ def measure(work: Path, label: str, ranks: int | None, train_args: dict, recon_a
     for i in range(repeat):
         out = work / f"{label}_{i}"
         wall = run(flexcore(train_command(work / "prep", work / "mesh" / "mesh.npz",
-                                          out / "train", train_args, on_existing="restart"),
-                            ranks), work / f"{label}_{i}_train.log")
+                                          out / "train", train_args), ranks),
+                   work / f"{label}_{i}_train.log")
         hist = json.loads((out / "train" / "history.json").read_text())
         train_s = sum(h["seconds"] for h in hist)
         wall_r = run(flexcore(reconstruct_command(out / "train" / "model.pt", work / "prep",

@@ -39,5 +39,5 @@ def torchrun_flexcore(nproc: int, args: list, log_path) -> subprocess.CompletedP
     """``flexcore <args>`` on ``nproc`` ranks started by torchrun, output to ``log_path``."""
     env = {**os.environ, **CHILD_ENV}
     with open(log_path, "w") as log:
-        return subprocess.run(torchrun_command(nproc, args), stdout=log, stderr=subprocess.STDOUT,
-                              env=env, timeout=1200, check=False)
+        return subprocess.run(torchrun_command(nproc, ["flexcore", *args]), stdout=log,
+                              stderr=subprocess.STDOUT, env=env, timeout=1200, check=False)

@@ -273,3 +273,56 @@ def test_evaluate_import_leaves_the_backend():
                          cwd=ROOT, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "pdf"
+
+
+def import_graph_mermaid() -> str:
+    """The package's import graph as a Mermaid flowchart: the command line imports stages,
+    each stage imports the core (one arrow per stage that imports anything of it; a stage →
+    stage import would show as an arrow between two stages), and inside the core the
+    arrows between its modules and packages."""
+    def unit(module: str) -> str:
+        t = tier(module)
+        if t is None or t[0] == "root":
+            return ""
+        if t[0] == "stage":
+            return f"stages.{t[1]}"
+        if t[0] == "cli":
+            return "cli"
+        return ".".join(module.split(".")[1:3])
+
+    outer, inner = set(), set()
+    for name, targets in package_imports().items():
+        a = unit(name)
+        for target in targets:
+            b = unit(target)
+            if not a or not b or a == b or "core" in (a, b):
+                continue
+            if a.startswith("core.") and b.startswith("core."):
+                inner.add((a, b))
+            elif a.startswith("stages.") and b.startswith("core."):
+                outer.add((a, "core"))
+            else:
+                outer.add((a, b))
+
+    def node(name: str) -> str:  # "core" alone is the subgraph
+        return name if name == "core" else f"{name.replace('.', '_')}[{name}]"
+
+    lines = ["flowchart TD"]
+    lines += [f"    {node(a)} --> {node(b)}" for a, b in sorted(outer)]
+    lines += ["    subgraph core"]
+    lines += [f"        {node(a)} --> {node(b)}" for a, b in sorted(inner)]
+    lines += ["    end"]
+    return "\n".join(lines) + "\n"
+
+
+def test_the_import_graph_in_the_docs_is_the_package_s():
+    doc = (ROOT / "docs" / "architecture.md").read_text()
+    block = re.search(r"```mermaid\n(.*?)```", doc, re.S)
+    assert block, "docs/architecture.md has no ```mermaid import graph"
+    assert block.group(1) == import_graph_mermaid(), (
+        "docs/architecture.md's import graph is out of date; replace its ```mermaid block with "
+        "the output of tests/test_architecture.py::import_graph_mermaid()")
+    assert not any(line.split("-->")[0].strip().startswith("stages_")
+                   and line.split("-->")[1].strip().startswith("stages_")
+                   for line in block.group(1).splitlines() if "-->" in line), \
+        "a stage → stage arrow in the import graph"

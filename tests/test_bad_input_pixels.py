@@ -15,7 +15,7 @@ from flexcore.core.errors import FlexcoreError, InputFileError
 from flexcore.core.fsc import format_resolution, fsc_curve, resolution_at
 from flexcore.core.io import read_mask, write_map, write_stack
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct.step import write_outputs
+from flexcore.stages.reconstruct.outputs import write_outputs
 from flexcore.stages.simulate import run_simulate
 
 N = 300

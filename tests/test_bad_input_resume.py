@@ -19,7 +19,7 @@ from flexcore.cli.main import main as cli_main
 from flexcore.core.io import read_map
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from ranks import spawn_ranks
 
-from flexcore.core.errors import ConfigError
+from flexcore.core.errors import ConfigError, FlexcoreError
 from flexcore.core.mesh import TetMesh
 from flexcore.core.train_config import TrainConfig
-from flexcore.core.utils import distributed as ddp
-from flexcore.core.utils.launch import run_on_ranks, torchrun_command
+from flexcore.core.utils import distributed
+from flexcore.core.utils.launch import ranks_to_start, start_ranks, torchrun_command
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
 from flexcore.stages.simulate import run_simulate
@@ -29,44 +29,45 @@ def _fail_on_main():
 
 
 def _helpers():
-    r = ddp.rank()
-    assert ddp.is_distributed() and ddp.launched() and ddp.world_size() == 2
-    assert ddp.is_main() == (r == 0) and ddp.local_rank() == r and ddp.ranks_on_node() == 2
+    r = distributed.rank()
+    assert distributed.is_distributed() and distributed.launched() and distributed.world_size() == 2
+    assert distributed.is_main() == (r == 0) and distributed.local_rank() == r
+    assert distributed.ranks_on_node() == 2
     # each rank's rows, put back in particle order on every rank
     n = 11
-    rows = ddp.shard_rows(n, seed=3)
+    rows = distributed.shard_rows(n, seed=3)
     values = torch.as_tensor(rows, dtype=torch.float64)[:, None] * torch.tensor([[1.0, -2.0]])
-    full = ddp.assemble_rows(values, rows, n)
+    full = distributed.assemble_rows(values, rows, n)
     assert torch.equal(full, torch.arange(n, dtype=torch.float64)[:, None] * torch.tensor([[1.0, -2.0]]))
     with pytest.raises(RuntimeError, match="3 of 3 rows"):  # 0 and 1 held twice, 2 by none
-        ddp.assemble_rows(torch.zeros(2, 1), np.array([0, 1]), 3)
+        distributed.assemble_rows(torch.zeros(2, 1), np.array([0, 1]), 3)
     # sums over ranks, in float64 where asked
-    assert ddp.sum_floats(1.0 + r, 0.25) == (3.0, 0.5)
+    assert distributed.sum_floats(1.0 + r, 0.25) == (3.0, 0.5)
     fine = torch.full((3,), 1.0 + r * 2.0**-40, dtype=torch.float64)  # beyond float32
-    assert ddp.all_reduce_sum(fine).tolist() == [2.0 + 2.0**-40] * 3
-    summed = ddp.all_reduce_sum(torch.full((2,), 0.5 + r, dtype=torch.float32), torch.float64)
+    assert distributed.all_reduce_sum(fine).tolist() == [2.0 + 2.0**-40] * 3
+    summed = distributed.all_reduce_sum(torch.full((2,), 0.5 + r, dtype=torch.float32), torch.float64)
     assert summed.dtype == torch.float32 and summed.tolist() == [2.0, 2.0]
-    assert ddp.max_int(5 * r) == 5 and ddp.per_rank(10 + r).tolist() == [10, 11]
+    assert distributed.max_int(5 * r) == 5 and distributed.per_rank(10 + r).tolist() == [10, 11]
     acc = torch.full((2, 2), complex(1 + r, -r), dtype=torch.complex64)
-    assert ddp.all_reduce_(acc) is acc and acc.tolist() == [[complex(3, -1)] * 2] * 2  # in place
+    assert distributed.all_reduce_(acc) is acc and acc.tolist() == [[complex(3, -1)] * 2] * 2  # in place
     # gradients: a parameter without one on this rank counts as zero
     p, q = torch.nn.Parameter(torch.zeros(3)), torch.nn.Parameter(torch.zeros(2))
     p.grad = torch.full((3,), 1.0 + r)
     if r == 1:
         q.grad = torch.ones(2)
-    ddp.all_reduce_grads([p, q])
+    distributed.all_reduce_grads([p, q])
     assert p.grad.tolist() == [3.0] * 3 and q.grad.tolist() == [1.0, 1.0]
-    assert ddp.broadcast_(torch.tensor([r + 7.0])).item() == 7.0
-    assert ddp.broadcast_object({"rank": r}) == {"rank": 0}
+    assert distributed.broadcast_(torch.tensor([r + 7.0])).item() == 7.0
+    assert distributed.broadcast_object({"rank": r}) == {"rank": 0}
     # rank-0-only sections: the result reaches every rank, and so does an error
-    assert ddp.run_on_main(lambda: f"written by {ddp.rank()}") == "written by 0"
+    assert distributed.on_main_rank(lambda: f"written by {distributed.rank()}") == "written by 0"
     if r == 0:
         with pytest.raises(ConfigError, match="iterations"):
-            ddp.run_on_main(_fail_on_main)
+            distributed.on_main_rank(_fail_on_main)
     else:
-        with pytest.raises(ddp.OtherRankError, match="rank 0 stopped: reconstruct.iterations"):
-            ddp.run_on_main(_fail_on_main)
-    ddp.barrier()
+        with pytest.raises(distributed.OtherRankError, match="rank 0 stopped: reconstruct.iterations"):
+            distributed.on_main_rank(_fail_on_main)
+    distributed.barrier()
 
 
 def test_helpers_on_two_ranks(tmp_path):
@@ -74,63 +75,68 @@ def test_helpers_on_two_ranks(tmp_path):
 
 
 def test_one_process_keeps_every_value_as_it_is():
-    assert not ddp.is_distributed() and ddp.world_size() == 1 and ddp.rank() == 0
+    assert not distributed.is_distributed() and distributed.world_size() == 1 and distributed.rank() == 0
     t = torch.arange(4.0)
-    assert ddp.all_reduce_sum(t) is t and ddp.broadcast_(t) is t and ddp.all_reduce_(t) is t
+    assert distributed.all_reduce_sum(t) is t and distributed.broadcast_(t) is t
+    assert distributed.all_reduce_(t) is t
     assert t.tolist() == [0.0, 1.0, 2.0, 3.0]
-    assert ddp.sum_floats(2.5, 1) == (2.5, 1.0) and ddp.max_int(3) == 3
-    assert ddp.per_rank(7).tolist() == [7]
+    assert distributed.sum_floats(2.5, 1) == (2.5, 1.0) and distributed.max_int(3) == 3
+    assert distributed.per_rank(7).tolist() == [7]
     z = torch.randn(5, 2)
-    assert torch.equal(ddp.assemble_rows(z, np.arange(5), 5), z)
-    assert torch.equal(ddp.assemble_rows(z[:2], np.array([3, 1]), 4)[[3, 1]], z[:2])
-    assert ddp.run_on_main(lambda: 42) == 42
+    assert torch.equal(distributed.assemble_rows(z, np.arange(5), 5), z)
+    assert torch.equal(distributed.assemble_rows(z[:2], np.array([3, 1]), 4)[[3, 1]], z[:2])
+    assert distributed.on_main_rank(lambda: 42) == 42
 
 
 def test_shards_are_disjoint_cover_every_particle_and_are_seeded():
     for world in (1, 2, 3, 4):
-        shards = [ddp.shard_rows(1001, seed=5, world=world, index=i) for i in range(world)]
+        shards = [distributed.shard_rows(1001, seed=5, world=world, index=i) for i in range(world)]
         assert np.array_equal(np.sort(np.concatenate(shards)), np.arange(1001))
         assert max(map(len, shards)) - min(map(len, shards)) <= 1
         assert all(np.all(np.diff(s) > 0) for s in shards)
-    assert np.array_equal(ddp.shard_rows(50, 5, 1, 0), np.arange(50))
-    a, b = ddp.shard_rows(50, 5, 2, 0), ddp.shard_rows(50, 6, 2, 0)
-    assert np.array_equal(a, ddp.shard_rows(50, 5, 2, 0)) and not np.array_equal(a, b)
-    assert [ddp.share(10, 4, i) for i in range(4)] == [3, 3, 2, 2]
+    assert np.array_equal(distributed.shard_rows(50, 5, 1, 0), np.arange(50))
+    a, b = distributed.shard_rows(50, 5, 2, 0), distributed.shard_rows(50, 6, 2, 0)
+    assert np.array_equal(a, distributed.shard_rows(50, 5, 2, 0)) and not np.array_equal(a, b)
+    assert [distributed.share(10, 4, i) for i in range(4)] == [3, 3, 2, 2]
     items = np.arange(10)
-    assert np.array_equal(np.concatenate([ddp.contiguous_block(items, 3, i) for i in range(3)]),
+    assert np.array_equal(np.concatenate([distributed.contiguous_block(items, 3, i) for i in range(3)]),
                           items)
 
 
 def test_devices_under_torchrun(monkeypatch):
-    assert ddp.resolve_device("cpu", "train.device") == torch.device("cpu")
+    assert distributed.resolve_device("cpu", "train.device") == torch.device("cpu")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
-    assert ddp.resolve_device("cuda:1", "train.device") == torch.device("cuda:1")  # no torchrun
+    assert distributed.resolve_device("cuda:1", "train.device") == torch.device("cuda:1")  # no torchrun
     monkeypatch.setenv("RANK", "1")
     monkeypatch.setenv("WORLD_SIZE", "2")
     monkeypatch.setenv("LOCAL_RANK", "1")
     monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
     with pytest.raises(ConfigError, match="train.device = 'cuda:1': with 2 ranks each rank"):
-        ddp.resolve_device("cuda:1", "train.device")
+        distributed.resolve_device("cuda:1", "train.device")
     with pytest.raises(ConfigError, match="2 ranks run on this node but only 1 GPU"):
-        ddp.resolve_device("auto", "reconstruct.device")
+        distributed.resolve_device("auto", "reconstruct.device")
     monkeypatch.setenv("LOCAL_RANK", "0")
-    assert ddp.resolve_device("cuda", "train.device") == torch.device("cuda", 0)
+    assert distributed.resolve_device("cuda", "train.device") == torch.device("cuda", 0)
 
 
-def test_torchrun_command_runs_flexcore_of_this_interpreter(tmp_path):
-    cmd = torchrun_command(3, ["train", tmp_path, "--auto"])
+def test_start_ranks_runs_a_step_of_this_interpreter_and_reports_a_failing_rank(tmp_path):
+    cmd = torchrun_command(3, ["flexcore", "train", tmp_path, "--auto"])
     assert cmd[1:] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3", "-m",
                        "flexcore", "train", str(tmp_path), "--auto"]
     assert os.path.samefile(cmd[0], os.sys.executable)
     with pytest.raises(ConfigError, match="gpus = 0"):
-        torchrun_command(0, ["train"])
+        torchrun_command(0, ["flexcore"])
+    with pytest.raises(ConfigError, match="gpus = 0"):
+        ranks_to_start(0)
+    assert ranks_to_start(1) == 0 and ranks_to_start(2) == 2
     log = tmp_path / "log.txt"
-    with open(log, "w") as f, pytest.raises(Exception, match="`flexcore train` on 1 ranks failed"):
-        run_on_ranks(1, ["train", tmp_path / "missing_prep", tmp_path / "m.npz", tmp_path / "o"],
-                     log=f)
+    with open(log, "w") as f, pytest.raises(FlexcoreError, match="train on 1 ranks failed"):
+        start_ranks("flexcore.stages.train.step:run_train", 1,
+                    dict(prep_dir=str(tmp_path / "missing_prep"), mesh_path=str(tmp_path / "m.npz"),
+                         out_dir=str(tmp_path / "o"), config={}, gpus=1), log=f)
     text = log.read_text()
-    assert "flexcore train: error:" in text and "prep.json" in text
+    assert "flexcore train: error:" in text and "prep.json" in text  # one line from the rank
 
 
 # ----------------------------------------------------------------- one step over two ranks
@@ -173,18 +179,18 @@ def _step_grads(trainer, positions, n_step, n_sub, sub):
                                      r.noise_var(trainer.noise_var), n_step, n_sub, sub)
     loss.backward()
     params = [*trainer.flow.parameters(), trainer.volume]
-    ddp.all_reduce_grads(params)
+    distributed.all_reduce_grads(params)
     return torch.cat([p.grad.reshape(-1) for p in params]), loss.detach(), rig.detach()
 
 
 def _split_step(root, out):
-    trainer = _trainer(root, rows=lambda n: ddp.shard_rows(n, CFG["seed"]))
+    trainer = _trainer(root, rows=lambda n: distributed.shard_rows(n, CFG["seed"]))
     positions = np.arange(4)  # the first 4 particles this rank holds: the step has 8
     grads, loss, rig = _step_grads(trainer, positions, n_step=8, n_sub=8, sub=4)
-    union = ddp.assemble_rows(torch.as_tensor(trainer.rows[positions]),
-                              np.arange(4) + 4 * ddp.rank(), 8)
-    total, rig_total = ddp.sum_floats(float(loss), float(rig))
-    if ddp.is_main():
+    union = distributed.assemble_rows(torch.as_tensor(trainer.rows[positions]),
+                              np.arange(4) + 4 * distributed.rank(), 8)
+    total, rig_total = distributed.sum_floats(float(loss), float(rig))
+    if distributed.is_main():
         torch.save({"grads": grads, "union": union, "loss": total, "rigidity": rig_total}, out)
 
 

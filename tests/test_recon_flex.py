@@ -30,7 +30,7 @@ from flexcore.core.rotations import rotation_about_axis
 from flexcore.core.trained import load_trained_model
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.reconstruct.flex import FlexOperator, HalfObjective, solve_half, wiener_start
 from flexcore.stages.reconstruct.particles import ImageStream, load_recon_particles
 from flexcore.stages.simulate import run_simulate
@@ -170,9 +170,9 @@ def test_moving_region_of_the_flow_gains_resolution_and_the_core_does_not_lose(d
     0.15 Å when written: 8.34 vs 8.48 Å) and a finer median local resolution by at least
     0.5 Å (9.64 vs 10.72 Å), while in the quarter it moves least the flexible map loses at most
     0.3 Å (the learned flow moves the static core a little, see docs/reconstruction.md)."""
-    from flexcore.stages.localres import run_local_resolution
+    from flexcore.stages.localres import run_localres
 
-    s = run_local_resolution(data["checkpoint"], data["root"] / "recon", tmp_path)
+    s = run_localres(data["checkpoint"], data["root"] / "recon", tmp_path)
     rows = {r["region"]: r for r in s["regions"]}
     print(s["summary"], {k: round(r["gain_A"], 2) for k, r in rows.items()},
           {k: (round(r["localres_median_flex_A"], 2), round(r["localres_median_noflex_A"], 2))
@@ -185,7 +185,7 @@ def test_moving_region_of_the_flow_gains_resolution_and_the_core_does_not_lose(d
 
 
 def test_reconstruction_evaluation_reports_the_moving_domain_gain(data, tmp_path):
-    """flexcore.stages.evaluate_reconstruction.step on this reconstruction: against every ground-truth state the
+    """The evaluate_reconstruction stage on this reconstruction: against every ground-truth state the
     deformed flexible map beats the rigid map inside the simulation's moving-domain mask, by
     more than 0.05 in mean FSC (0.777 vs 0.696 when written)."""
     from flexcore.stages.evaluate_reconstruction.step import (

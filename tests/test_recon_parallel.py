@@ -1,30 +1,28 @@
 """Reconstruction past one process: two ranks (torchrun, gloo) give the half maps of one
 rank to float tolerance (the objective is a sum over particles); the four solves run as
 separate jobs and combined give the one-job outputs bit for bit; combining refuses solves
-that do not belong together; the command lines handed to torchrun say what the step
-functions were asked."""
+that do not belong together; a step started with ``gpus=N`` hands its ranks exactly the
+arguments it was given."""
 
 from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 
 import numpy as np
 import pytest
 from ranks import torchrun_flexcore
 
-from flexcore.cli.main import build_parser
 from flexcore.cli.main import main as cli_main
-from flexcore.cli.reconstruct import command_line as reconstruct_command
-from flexcore.cli.train import command_line as train_command
-from flexcore.cli.train import parse_assignments
-from flexcore.core.errors import InputFileError
+from flexcore.core.errors import ConfigError, InputFileError
 from flexcore.core.io import read_map
+from flexcore.core.utils import launch
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct import run_reconstruct
-from flexcore.stages.reconstruct.solves import SOLVES, run_reconstruct_combine, run_reconstruct_half
-from flexcore.stages.reconstruct.step import OUTPUTS
+from flexcore.stages.reconstruct.outputs import OUTPUTS
+from flexcore.stages.reconstruct.params import SOLVES
+from flexcore.stages.reconstruct.step import run_reconstruct, run_reconstruct_combine
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
 
@@ -54,27 +52,30 @@ def lbfgs_rows(folder) -> list[list[str]]:
     return [r.split("\t")[:7] for r in (folder / "lbfgs.tsv").read_text().splitlines()]
 
 
-def test_two_ranks_reconstruct_what_one_rank_does(one, tmp_path):
+def test_two_ranks_reconstruct_what_one_rank_does(one, tmp_path, monkeypatch):
     root, summary = one
-    done = torchrun_flexcore(2, reconstruct_command(root / "train" / "model.pt", root / "prep",
-                                                    tmp_path / "two", **KWARGS), tmp_path / "log")
+    # the step starts its own two ranks (what the workflow's script does with gpu: 2)
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    with open(tmp_path / "log", "w") as log_file:
+        monkeypatch.setattr("sys.stderr", log_file)
+        rec = run_reconstruct(root / "train" / "model.pt", root / "prep", tmp_path / "two",
+                              gpus=2, **KWARGS)
     log = (tmp_path / "log").read_text()
-    assert done.returncode == 0, log[-3000:]
     assert "on 2 ranks" in log and log.count("wrote maps, fsc.tsv/png and lbfgs.tsv") == 1
     assert sorted(p.name for p in (tmp_path / "two").iterdir()) == sorted(OUTPUTS)  # no partial/
     for name in MAPS:
         a, b = read_map(root / "one" / name)[0], read_map(tmp_path / "two" / name)[0]
         assert np.abs(a - b).max() <= 1e-5 * np.abs(a).max(), name
-    rec = json.loads((tmp_path / "two" / "recon.json").read_text())
+    assert rec == json.loads((tmp_path / "two" / "recon.json").read_text())  # rank 0's return
     assert rec["ranks"] == 2 and summary["ranks"] == 1
     for solve, objective in summary["objective"].items():
         assert rec["objective"][solve]["iterations"] == objective["iterations"] == 3
         for key in ("start", "final"):
             assert rec["objective"][solve][key] == pytest.approx(objective[key], rel=1e-7)
-    # one solve on two ranks, as a split workflow job with reconstruct.gpus: 2 runs it
-    solve = torchrun_flexcore(2, reconstruct_command(root / "train" / "model.pt", root / "prep",
-                                                     tmp_path / "halves", solve="noflex_B",
-                                                     **KWARGS), tmp_path / "log_half")
+    # one solve on two ranks, started under torchrun by hand (as on several nodes)
+    args = ["reconstruct", root / "train" / "model.pt", root / "prep", tmp_path / "halves",
+            "--solve", "noflex_B", "--iterations", "3", "--batch-size", "50", "--device", "cpu"]
+    solve = torchrun_flexcore(2, args, tmp_path / "log_half")
     assert solve.returncode == 0, (tmp_path / "log_half").read_text()[-3000:]
     a = read_map(root / "one" / "noflex_map_half_B.mrc")[0]
     b = read_map(tmp_path / "halves" / "noflex_map_half_B.mrc")[0]
@@ -86,8 +87,8 @@ def halves(one, tmp_path_factory):
     """The four solves, each run on its own."""
     root, _ = one
     folder = tmp_path_factory.mktemp("halves")
-    records = {s: run_reconstruct_half(root / "train" / "model.pt", root / "prep", folder,
-                                       solve=s, **KWARGS) for s in SOLVES}
+    records = {s: run_reconstruct(root / "train" / "model.pt", root / "prep", folder,
+                                  solve=s, **KWARGS) for s in SOLVES}
     return folder, records
 
 
@@ -116,8 +117,8 @@ def test_combine_refuses_solves_that_do_not_belong_together(one, halves, tmp_pat
     folder, _ = halves
     mixed = tmp_path / "mixed"
     shutil.copytree(folder, mixed)
-    run_reconstruct_half(root / "train" / "model.pt", root / "prep", tmp_path / "other",
-                         solve="noflex_B", **{**KWARGS, "iterations": 2})
+    run_reconstruct(root / "train" / "model.pt", root / "prep", tmp_path / "other",
+                    solve="noflex_B", **{**KWARGS, "iterations": 2})
     for name in ("noflex_map_half_B.mrc", "noflex_half_B.json"):
         shutil.copy(tmp_path / "other" / name, mixed / name)
     with pytest.raises(InputFileError, match=r"noflex_half_B.json: was solved with other inputs "
@@ -134,24 +135,38 @@ def test_combine_refuses_solves_that_do_not_belong_together(one, halves, tmp_pat
     assert not (tmp_path / "out").exists()
 
 
-def test_command_lines_for_torchrun_carry_every_argument(tmp_path, capsys):
-    parser = build_parser()
+def test_a_step_on_ranks_hands_them_every_argument(tmp_path, monkeypatch, capsys):
+    """run_reconstruct / run_train with gpus > 1 start torchrun on one JSON request holding
+    every keyword argument (no command line round trip); the ranks' result comes back."""
+    seen = {}
+
+    def fake_run(cmd, **kwargs):
+        request = json.loads(open(cmd[-1]).read())
+        seen[request["function"]] = request["kwargs"]
+        assert cmd[1:6] == ["-m", "torch.distributed.run", "--standalone", "--nproc-per-node=3",
+                            "-m"] and cmd[6] == "flexcore.core.utils.launch"
+        with open(request["result"], "w") as f:
+            json.dump({"ok": True}, f)
+        return subprocess.CompletedProcess(cmd, 0)
+
+    monkeypatch.setattr(launch.subprocess, "run", fake_run)
     kwargs = dict(mesh="m.npz", iterations=7, batch_size=33, ridge=2.5e-05, resplit=True, seed=4,
-                  in_ram=True, scratch_dir="/scratch", rigid_baseline=False, bfactor=-12.5,
-                  aberrations=True, device="cuda", solve="flex_B")
-    args = parser.parse_args(reconstruct_command("ck.pt", "prep", "out", **kwargs))
-    got = {k: getattr(args, k) for k in kwargs if k != "rigid_baseline"}
-    assert got == {k: v for k, v in kwargs.items() if k != "rigid_baseline"}
-    assert args.no_rigid_baseline and (args.checkpoint, args.prep_dir, args.out_dir) == (
-        "ck.pt", "prep", "out")
+                  in_ram=True, scratch_dir=str(tmp_path), rigid_baseline=False, bfactor=-12.5,
+                  aberrations=True, device="cpu")
+    assert run_reconstruct("ck.pt", "prep", "out", gpus=3, **kwargs) == {"ok": True}
+    sent = seen["flexcore.stages.reconstruct.step:run_reconstruct"]
+    assert sent == {**kwargs, "solve": None, "checkpoint": "ck.pt", "prep_dir": "prep",
+                    "out_dir": "out", "gpus": 3}
     config = {"latent_dim": 2, "lr_flow_start": 1e-05, "multires": False, "convection": "pull",
-              "device": "cuda:0", "seed": 3}
-    args = parser.parse_args(train_command("prep", "mesh.npz", "out", config,
-                                           init_latents="z.npy", on_existing="auto"))
-    assert parse_assignments(args.set) == config
-    assert args.auto and args.init_latents == "z.npy" and not args.resume
+              "device": "cpu", "seed": 3}
+    assert run_train("prep", "mesh.npz", "out", config, init_latents="z.npy",
+                     on_existing="auto", gpus=3) == {"ok": True}
+    sent = seen["flexcore.stages.train.step:run_train"]
+    assert {k: sent["config"][k] for k in config} == config
+    assert (sent["init_latents"], sent["on_existing"], sent["gpus"]) == ("z.npy", "auto", 3)
     # what one solve cannot use is refused, not ignored
+    with pytest.raises(ConfigError, match="rigid_baseline and bfactor belong to reconstruct-combine"):
+        run_reconstruct("ck.pt", "prep", "out", solve="flex_A", bfactor=10.0)
     assert cli_main(["reconstruct", "ck.pt", "prep", str(tmp_path / "o"), "--solve", "flex_A",
                      "--bfactor", "10"]) == 1
-    assert "--solve solves one half; --no-rigid-baseline and --bfactor belong to " \
-           "reconstruct-combine" in capsys.readouterr().err
+    assert "belong to reconstruct-combine" in capsys.readouterr().err

@@ -18,7 +18,7 @@ from flexcore.core.io import read_map, write_map
 from flexcore.stages.generate.step import run_generate
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct import run_reconstruct
+from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
 
@@ -217,9 +217,9 @@ def test_state_maps_deform_each_half_and_have_their_own_fsc(data, streamed, tmp_
 
 def test_local_resolution_without_a_rigid_baseline(data, streamed, tmp_path, capsys):
     """localres on a reconstruction without noflex maps: flexible columns only."""
-    from flexcore.stages.localres import run_local_resolution
+    from flexcore.stages.localres import run_localres
 
-    s = run_local_resolution(data["checkpoint"], streamed["out"], tmp_path, window_px=8)
+    s = run_localres(data["checkpoint"], streamed["out"], tmp_path, window_px=8)
     assert [r["region"] for r in s["regions"]] == ["whole", "core", "middle", "moving"]
     assert "fsc0143_noflex_A" not in s["regions"][0] and "gain_A" not in s["regions"][0]
     assert (tmp_path / "localres_flex.mrc").is_file()

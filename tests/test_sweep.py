@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from flexcore.stages.sweep_summary.step import summarise_sweep
+from flexcore.stages.sweep_summary.step import run_sweep_summary
 
 
 def _point(folder, nll_flow, nll_rigid, sd, res_flex=None, res_rigid=None, rho=None):
@@ -35,7 +35,7 @@ def test_sweep_table_reads_every_point(tmp_path):
     points = [{"folder": "rigidity_lambda~1", "rigidity_lambda": 1.0},
               {"folder": "rigidity_lambda~4", "rigidity_lambda": 4.0}]
     files = {k: [a[k], b[k]] for k in ("train", "latents", "recon", "evaluation")}
-    table = summarise_sweep(points, files, tmp_path / "sweep.tsv", tmp_path / "sweep.png")
+    table = run_sweep_summary(points, files, tmp_path / "sweep.tsv", tmp_path / "sweep.png")
     assert list(table["rigidity_lambda"]) == [1.0, 4.0]
     assert table["val_nll_gain"].tolist() == pytest.approx([2.5, 0.5])
     assert table["latent_sd_z1"].iloc[0] == pytest.approx(0.5, rel=0.1)
@@ -52,7 +52,7 @@ def test_sweep_table_reads_every_point(tmp_path):
 
 def test_sweep_without_reconstruction_or_ground_truth(tmp_path):
     a = _point(tmp_path / "a", 10.0, 11.0, [0.5, 0.5])
-    table = summarise_sweep([{"folder": "x", "epochs": 2}], {"train": [a["train"]],
+    table = run_sweep_summary([{"folder": "x", "epochs": 2}], {"train": [a["train"]],
                             "latents": [a["latents"]]}, tmp_path / "t.tsv", tmp_path / "p.png")
     assert "fsc0143_flex_A" not in table and not any(c.startswith("spearman") for c in table)
     assert table["val_nll_gain"].tolist() == [1.0]
@@ -68,7 +68,7 @@ def test_summary_names_every_swept_key(tmp_path):
               {"folder": "prep.train_box~40_train.latent_dim~2", "prep.train_box": 40,
                "train.latent_dim": 2}]
     files = {k: [a[k], b[k]] for k in ("train", "latents")}
-    table = summarise_sweep(points, files, tmp_path / "t.tsv", tmp_path / "p.png", mode="zip")
+    table = run_sweep_summary(points, files, tmp_path / "t.tsv", tmp_path / "p.png", mode="zip")
     assert swept_keys(points) == ["prep.train_box", "train.latent_dim"]
     header = (tmp_path / "t.tsv").read_text().splitlines()[0].split("\t")
     assert header[:3] == ["folder", "prep.train_box", "train.latent_dim"]

@@ -87,7 +87,7 @@ def test_train_section_is_trainconfig():
     ("reconstruct", "flexcore.stages.reconstruct.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
     ("select", "flexcore.stages.select:run_select", {"enabled"}),
     ("states", "flexcore.stages.state_maps.step:run_state_maps", {"enabled", "source"}),
-    ("localres", "flexcore.stages.localres:run_local_resolution", {"enabled"}),
+    ("localres", "flexcore.stages.localres:run_localres", {"enabled"}),
 ])
 def test_sections_match_the_step_functions_they_feed(section, function, not_arguments):
     import importlib

@@ -34,9 +34,9 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..stages.localres import run_local_resolution
+    from ..stages.localres import run_localres
 
-    run_local_resolution(args.checkpoint, args.recon_dir, args.out_dir, mesh=args.mesh,
+    run_localres(args.checkpoint, args.recon_dir, args.out_dir, mesh=args.mesh,
                          region_quantile=args.region_quantile, window_px=args.window_px,
                          stride=args.stride, threshold=args.threshold, n_samples=args.n_samples,
                          device=args.device)

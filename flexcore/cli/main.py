@@ -26,6 +26,7 @@ COMMANDS = {
     "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
+    "evaluate-reconstruction": "score the reconstructions against a simulation's ground truth",
     "evaluate-conformations": "per-conformation FSC-AUC against ground-truth maps (CryoBench)",
 }
 
@@ -61,6 +62,21 @@ def main(argv=None) -> int:
         print(f"flexcore {args.command}: error: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def call_step(function, *args, **kwargs):
+    """Call a step function for a workflow script: a flexcore error (a bad input file or
+    setting, :class:`~flexcore.core.errors.FlexcoreError`) becomes one line on stderr, which
+    the script sends to the rule's log, and exit status 1; any other exception keeps its
+    traceback. Returns what the step returns."""
+    try:
+        return function(*args, **kwargs)
+    except OtherRankError:  # rank 0 failed and said why
+        sys.exit(1)
+    except FlexcoreError as exc:
+        name = function.__name__.removeprefix("run_").replace("_", "-")
+        print(f"flexcore {name}: error: {exc}", file=sys.stderr)
+        sys.exit(1)
 
 
 if __name__ == "__main__":

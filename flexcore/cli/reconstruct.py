@@ -14,14 +14,14 @@ map, fsc.tsv/fsc.png (flex and rigid curves), lbfgs.tsv and recon.json.
 jobs on different GPUs; ``flexcore reconstruct-combine OUT_DIR RESULT_DIR`` then writes the
 outputs above from them.
 
-Data parallel on N GPUs of one node: start the same command with torchrun, e.g.
-``python -m torch.distributed.run --standalone --nproc-per-node 4 -m flexcore reconstruct …``;
-each half's particles are split over the ranks (docs/reconstruction.md).
+Data parallel on N GPUs of one node: ``--gpus N`` starts N ranks with torchrun (or start
+the command under torchrun yourself, e.g. on several nodes); each half's particles are
+split over the ranks (docs/reconstruction.md).
 """
 
 from __future__ import annotations
 
-SOLVES = ("flex_A", "noflex_A", "flex_B", "noflex_B")
+SOLVES = ("flex_A", "noflex_A", "flex_B", "noflex_B")  # as flexcore.stages.reconstruct.params
 
 
 def add_args(parser) -> None:
@@ -47,47 +47,19 @@ def add_args(parser) -> None:
     parser.add_argument("--aberrations", action="store_true",
                         help="apply beam tilt and odd/even Zernike terms of the optics groups")
     parser.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="data-parallel ranks on this node (started with torchrun)")
     parser.add_argument("--solve", choices=SOLVES, default=None,
                         help="solve only this half (flex or rigid) into OUT_DIR, for "
                              "reconstruct-combine")
 
 
-def command_line(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, batch_size=64,
-                 ridge=1e-3, resplit=False, seed=0, in_ram=False, scratch_dir=None,
-                 rigid_baseline=True, bfactor=None, aberrations=False, device="auto",
-                 solve=None) -> list[str]:
-    """The ``flexcore reconstruct`` arguments for these step-function arguments (what the
-    workflow hands to torchrun)."""
-    args = ["reconstruct", str(checkpoint), str(prep_dir), str(out_dir),
-            "--iterations", str(iterations), "--batch-size", str(batch_size),
-            "--ridge", repr(float(ridge)), "--seed", str(seed), "--device", str(device)]
-    flags = {"--resplit": resplit, "--in-ram": in_ram, "--no-rigid-baseline": not rigid_baseline,
-             "--aberrations": aberrations}
-    args += [flag for flag, on in flags.items() if on]
-    for flag, value in (("--mesh", mesh), ("--scratch-dir", scratch_dir), ("--solve", solve)):
-        if value:
-            args += [flag, str(value)]
-    if bfactor is not None:
-        args += ["--bfactor", repr(float(bfactor))]
-    return args
-
-
 def main(args) -> None:
-    common = dict(mesh=args.mesh, iterations=args.iterations, batch_size=args.batch_size,
-                  ridge=args.ridge, resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
-                  scratch_dir=args.scratch_dir, aberrations=args.aberrations, device=args.device)
-    if args.solve:
-        from ..core.errors import ConfigError
-        from ..stages.reconstruct.solves import run_reconstruct_half
-
-        if args.no_rigid_baseline or args.bfactor is not None:
-            raise ConfigError("--solve solves one half; --no-rigid-baseline and --bfactor "
-                              "belong to reconstruct-combine (or leave out the noflex solves)")
-
-        run_reconstruct_half(args.checkpoint, args.prep_dir, args.out_dir, solve=args.solve,
-                             **common)
-        return
     from ..stages.reconstruct.step import run_reconstruct
 
-    run_reconstruct(args.checkpoint, args.prep_dir, args.out_dir,
-                    rigid_baseline=not args.no_rigid_baseline, bfactor=args.bfactor, **common)
+    run_reconstruct(args.checkpoint, args.prep_dir, args.out_dir, mesh=args.mesh,
+                    iterations=args.iterations, batch_size=args.batch_size, ridge=args.ridge,
+                    resplit=args.resplit, seed=args.seed, in_ram=args.in_ram,
+                    scratch_dir=args.scratch_dir, aberrations=args.aberrations,
+                    device=args.device, rigid_baseline=not args.no_rigid_baseline,
+                    bfactor=args.bfactor, solve=args.solve, gpus=args.gpus)

@@ -25,6 +25,6 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..stages.reconstruct.solves import run_reconstruct_combine
+    from ..stages.reconstruct.step import run_reconstruct_combine
 
     run_reconstruct_combine(args.halves_dir, args.out_dir, bfactor=args.bfactor)

@@ -28,7 +28,7 @@ def add_args(parser) -> None:
 
 
 def main(args) -> None:
-    from ..stages.reconstruct import run_reconstruct_rigid
+    from ..stages.reconstruct.step import run_reconstruct_rigid
 
     run_reconstruct_rigid(args.particles, args.out_dir, pixel_size_A=args.pixel_size,
                           mask=args.mask, batch_size=args.batch_size, device=args.device,

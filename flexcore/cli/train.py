@@ -16,9 +16,9 @@ checkpoint_last.pt (a checkpoint of a different run is an error naming what diff
 starts afresh; ``--auto`` resumes when compatible and starts afresh otherwise (the
 Snakemake workflow's mode).
 
-Data parallel on N GPUs of one node: start the same command with torchrun, e.g.
-``python -m torch.distributed.run --standalone --nproc-per-node 4 -m flexcore train …``;
-the ranks share the particles and rank 0 writes the outputs (docs/training.md).
+Data parallel on N GPUs of one node: ``--gpus N`` starts N ranks with torchrun (or start the
+command under torchrun yourself, e.g. on several nodes); the ranks share the particles and
+rank 0 writes the outputs (docs/training.md).
 """
 
 from __future__ import annotations
@@ -50,26 +50,6 @@ def parse_assignments(pairs: list[str]) -> dict:
     return out
 
 
-def yaml_scalar(value) -> str:
-    """``value`` written as the YAML scalar that :func:`parse_assignments` reads back."""
-    return yaml.safe_dump([value], default_flow_style=True, width=10**6).strip()[1:-1]
-
-
-def command_line(prep_dir, mesh, out_dir, config: dict, *, init_latents=None,
-                 on_existing: str = "refuse") -> list[str]:
-    """The ``flexcore train`` arguments for these step-function arguments (what the
-    workflow hands to torchrun); every parameter goes through ``--set``."""
-    args = ["train", str(prep_dir), str(mesh), str(out_dir)]
-    for key, value in config.items():
-        args += ["--set", f"{key}={yaml_scalar(value)}"]
-    if init_latents:
-        args += ["--init-latents", str(init_latents)]
-    flags = {"refuse": [], "resume": ["--resume"], "restart": ["--restart"], "auto": ["--auto"]}
-    if on_existing not in flags:
-        raise ConfigError(f"on_existing = {on_existing!r}: must be one of {', '.join(flags)}")
-    return args + flags[on_existing]
-
-
 def add_args(parser) -> None:
     parser.add_argument("prep_dir", help="output folder of `flexcore prep`")
     parser.add_argument("mesh", help="mesh.npz from `flexcore mesh`")
@@ -86,6 +66,8 @@ def add_args(parser) -> None:
     again.add_argument("--auto", action="store_true",
                        help="continue a compatible run in OUT_DIR, otherwise remove it and start "
                             "afresh (what the workflow does)")
+    parser.add_argument("--gpus", type=int, default=1,
+                        help="data-parallel ranks on this node (started with torchrun)")
     parser.add_argument("--init-latents", default=None,
                         help="start from these latents (.npy, or .star/.cs with latent columns)")
 
@@ -108,4 +90,4 @@ def main(args) -> None:
     on_existing = ("resume" if args.resume else "restart" if args.restart
                    else "auto" if args.auto else "refuse")
     run_train(args.prep_dir, args.mesh, args.out_dir, config, on_existing=on_existing,
-              init_latents=args.init_latents)
+              init_latents=args.init_latents, gpus=args.gpus)

@@ -270,7 +270,7 @@ def state_map_parameters():
 
 
 def localres_parameters():
-    """Keyword arguments of flexcore.stages.localres.run_local_resolution besides the files."""
+    """Keyword arguments of flexcore.stages.localres.run_localres besides the files."""
     return {k: v for k, v in config["localres"].items() if k != "enabled"}
 
 
@@ -280,17 +280,15 @@ def reconstruction_kinds():
 
 
 def reconstruct_half_parameters():
-    """Keyword arguments of flexcore.stages.reconstruct.solves.run_reconstruct_half (one solve)."""
+    """Keyword arguments of run_reconstruct for one solve (reconstruct_half jobs)."""
     params = reconstruct_parameters()
     return {k: v for k, v in params.items() if k not in ("rigid_baseline", "bfactor")}
 
 
 def solve_files(wildcards):
-    """With reconstruct.split_jobs, the reconstruct job's inputs: the half map and record
-    of every solve (flex, and noflex with the rigid baseline; halves A and B), each made
-    by a reconstruct_half job. Without it, nothing (one job solves them all)."""
-    if not config["reconstruct"]["split_jobs"]:
-        return {}
+    """The reconstruct_combine job's inputs (reconstruct.split_jobs): the half map and
+    record of every solve (flex, and noflex with the rigid baseline; halves A and B), each
+    made by a reconstruct_half job."""
     kinds = reconstruction_kinds()
     folder = f"results/{wildcards.dataset}/reconstruct/halves"
     solves = [(kind, half) for half in ("A", "B") for kind in kinds]
@@ -298,11 +296,6 @@ def solve_files(wildcards):
         "solve_maps": [f"{folder}/{k}_map_half_{h}.mrc" for k, h in solves],
         "solve_records": [f"{folder}/{k}_half_{h}.json" for k, h in solves],
     }
-
-
-def reconstruct_job_gpus(wildcards, input):
-    """GPUs of a reconstruct job: none when it only combines the reconstruct_half solves."""
-    return 0 if "solve_records" in input.keys() else job_gpus("reconstruct")
 
 
 def evaluation_wanted():
@@ -353,7 +346,7 @@ def dataset_stages():
         stages.append("select")
     recon = config["reconstruct"]
     if recon["enabled"]:
-        stages.append("reconstruct")
+        stages.append("reconstruct_combine" if recon["split_jobs"] else "reconstruct")
         if config["states"]["enabled"]:
             stages.append("state_maps")
         if config["localres"]["enabled"]:

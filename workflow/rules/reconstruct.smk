@@ -32,7 +32,6 @@ rule reconstruct_half:
 
 rule reconstruct:
     input:
-        unpack(solve_files),
         checkpoint="results/{dataset}/train/model.pt",
         mesh="results/{dataset}/mesh/mesh.npz",
         prep_info="results/{dataset}/prep/prep.json",
@@ -61,10 +60,51 @@ rule reconstruct:
         "../../envs/flexcore-cuda.yaml"
     threads: 4
     resources:
-        gpu=reconstruct_job_gpus,
+        gpu=job_gpus("reconstruct"),
         mem_mb=32000,
         runtime=480,
     params:
         reconstruct=reconstruct_parameters(),
     script:
         "../scripts/reconstruct.py"
+
+
+# With reconstruct.split_jobs the reconstruction's outputs come from combining the four
+# reconstruct_half solves (no GPU); the one-job rule above stays for sweeps.
+if config["reconstruct"]["split_jobs"]:
+
+    ruleorder: reconstruct_combine > reconstruct
+
+    rule reconstruct_combine:
+        input:
+            unpack(solve_files),
+        output:
+            flex_map="results/{dataset}/reconstruct/flex_map.mrc",
+            half_maps=expand(
+                "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc",
+                half=["A", "B"],
+            ),
+            sharp_map="results/{dataset}/reconstruct/flex_map_sharp.mrc",
+            rigid_maps=rigid_baseline_files("results/{dataset}/reconstruct"),
+            fsc="results/{dataset}/reconstruct/fsc.tsv",
+            fsc_plot=report(
+                "results/{dataset}/reconstruct/fsc.png",
+                caption="../report/fsc.rst",
+                category="4. Reconstruction",
+            ),
+            lbfgs="results/{dataset}/reconstruct/lbfgs.tsv",
+            summary="results/{dataset}/reconstruct/recon.json",
+        log:
+            "results/{dataset}/logs/reconstruct_combine.log",
+        benchmark:
+            "results/{dataset}/benchmarks/reconstruct_combine.tsv"
+        conda:
+            "../../envs/flexcore-cpu.yaml"
+        threads: 2
+        resources:
+            mem_mb=8000,
+            runtime=60,
+        params:
+            bfactor=config["reconstruct"]["bfactor"],
+        script:
+            "../scripts/reconstruct_combine.py"

@@ -11,10 +11,12 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
+from flexcore.cli.main import call_step
 from flexcore.stages.evaluate.step import run_evaluate
 
 inp = snakemake.input
-run_evaluate(
+call_step(
+    run_evaluate,
     Path(inp.ground_truth).parent,
     Path(inp.prep_info).parent,
     inp.checkpoint,

@@ -10,9 +10,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
+from flexcore.cli.main import call_step
 from flexcore.stages.generate.step import run_generate
 
-run_generate(
+call_step(
+    run_generate,
     snakemake.input.checkpoint,
     Path(snakemake.output.summary).parent,
     mesh=snakemake.input.mesh,

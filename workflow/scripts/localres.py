@@ -1,7 +1,7 @@
 """Rule localres: half-map FSC per region (moving domain, core, segments) and local-resolution
 maps of the flexible and rigid reconstructions.
 
-Calls flexcore.stages.localres.run_local_resolution with config localres.
+Calls flexcore.stages.localres.run_localres with config localres.
 """
 
 import sys
@@ -10,9 +10,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.stages.localres import run_local_resolution
+from flexcore.cli.main import call_step
+from flexcore.stages.localres.step import run_localres
 
-run_local_resolution(
+call_step(
+    run_localres,
     snakemake.input.checkpoint,
     Path(snakemake.input.recon).parent,
     Path(snakemake.output.summary).parent,

@@ -10,9 +10,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
+from flexcore.cli.main import call_step
 from flexcore.stages.mesh.step import run_mesh
 
-run_mesh(
+call_step(
+    run_mesh,
     snakemake.input.consensus_map,
     Path(snakemake.output.mesh).parent,
     mask=snakemake.input.get("mask"),

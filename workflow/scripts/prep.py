@@ -11,9 +11,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
+from flexcore.cli.main import call_step
 from flexcore.stages.prep.step import run_prep
 
-run_prep(
+call_step(
+    run_prep,
     snakemake.input.particles,
     snakemake.input.consensus_map,
     Path(snakemake.output.info).parent,

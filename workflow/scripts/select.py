@@ -10,9 +10,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.stages.select import run_select
+from flexcore.cli.main import call_step
+from flexcore.stages.select.step import run_select
 
-run_select(
+call_step(
+    run_select,
     snakemake.input.latents,
     Path(snakemake.input.prep_info).parent,
     Path(snakemake.output.summary).parent,

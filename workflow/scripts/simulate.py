@@ -10,6 +10,7 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
-from flexcore.stages.simulate import run_simulate
+from flexcore.cli.main import call_step
+from flexcore.stages.simulate.step import run_simulate
 
-run_simulate(Path(snakemake.output.particles).parent, **snakemake.params.simulation)
+call_step(run_simulate, Path(snakemake.output.particles).parent, **snakemake.params.simulation)

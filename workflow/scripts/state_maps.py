@@ -10,9 +10,11 @@ sys.stderr = open(snakemake.log[0], "w", buffering=1)
 
 from pathlib import Path
 
+from flexcore.cli.main import call_step
 from flexcore.stages.state_maps.step import run_state_maps
 
-run_state_maps(
+call_step(
+    run_state_maps,
     snakemake.input.checkpoint,
     Path(snakemake.input.recon).parent,
     Path(snakemake.output.summary).parent,

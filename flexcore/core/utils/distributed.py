@@ -302,7 +302,7 @@ def contiguous_block(items: np.ndarray, world: int | None = None,
     return items[start:start + share(len(items), world, index)]
 
 
-def run_on_main(fn: Callable, *args, **kwargs):
+def on_main_rank(fn: Callable, *args, **kwargs):
     """Run ``fn`` on rank 0 only and return its (picklable) result on every rank.
 
     A :class:`~flexcore.core.errors.FlexcoreError` (or any other exception) on rank 0 is raised

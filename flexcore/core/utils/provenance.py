@@ -36,7 +36,7 @@ def provenance(step: str, params: dict | None = None) -> dict:
 
     from ... import __version__
 
-    here = Path(__file__).resolve().parents[2]
+    here = Path(__file__).resolve().parents[3]  # the checkout flexcore/core/utils/ lies in
     return {
         "step": step,
         "parameters": params or {},

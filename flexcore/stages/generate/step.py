@@ -30,6 +30,7 @@ from ...core.fourier import band_limit_resample_3d
 from ...core.io import read_latent_points, read_map, write_map
 from ...core.strain import log_strain, measure_strain, write_strain_outputs
 from ...core.trained import TrainedModel, load_trained_model
+from ...core.utils import distributed
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
@@ -47,6 +48,28 @@ def series_points(model: TrainedModel, dim: int, n_frames: int, radius: float | 
     z = np.zeros((n_frames, model.latent_dim), np.float32)
     z[:, dim] = np.linspace(-radius, radius, n_frames)
     return z
+
+
+def write_series(out: Path, name: str, points: np.ndarray, deformer: VolumeDeformer,
+                 psize: float) -> dict:
+    """One series: a frame per latent point (``series_<name>/frame_NNN.mrc``), the ChimeraX
+    script, the GIF, the slice strip and the points; returns its record."""
+    folder = out / f"series_{name}"
+    folder.mkdir(exist_ok=True)
+    frames = []
+    for i, z in enumerate(points):
+        f = deformer.frame(z)
+        write_map(folder / f"frame_{i:03d}.mrc", f, psize)
+        frames.append(f)
+    level = float(np.percentile(frames[len(frames) // 2], 99.5)) * 0.35
+    write_chimerax_series(out / f"series_{name}.cxc", f"series_{name}/frame_*.mrc", level)
+    labels = [", ".join(f"{v:+.2f}" for v in z) for z in points]
+    write_motion_gif(frames, out / f"series_{name}.gif", f"series {name}")
+    write_slice_strip(frames, out / f"series_{name}.png", labels)
+    np.savetxt(out / f"series_{name}_latents.txt", points, fmt="%.5f")
+    log.info("series %s: %d frames at box %d (%.3g Å/px) in %s", name, len(frames),
+             deformer.box, psize, folder)
+    return {"frames": len(frames), "folder": str(folder), "latents": points.tolist()}
 
 
 def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: float | None = None,
@@ -68,8 +91,7 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
         raise ConfigError(f"generate.percentile must be in (0, 100], got {percentile}")
     if strain_threshold is not None and not strain_threshold > 1:
         raise ConfigError(f"generate.strain_threshold must be > 1 (1 = rigid), got {strain_threshold}")
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = distributed.resolve_device(device, "generate.device")
     model = load_trained_model(checkpoint, mesh, device=dev)
     names = ["custom"] if latents_file is not None else [f"z{k + 1}" for k in range(model.latent_dim)]
     outputs = ["generate.json", "strain.mrc", "strain.png"] + [
@@ -101,25 +123,8 @@ def run_generate(checkpoint, out_dir, *, mesh=None, n_frames: int = 41, radius: 
     else:
         series = {f"z{k + 1}": series_points(model, k, n_frames, radius, percentile)
                   for k in range(model.latent_dim)}
-    written = {}
-    for name, points in series.items():
-        folder = out / f"series_{name}"
-        folder.mkdir(exist_ok=True)
-        frames = []
-        for i, z in enumerate(points):
-            f = deformer.frame(z)
-            write_map(folder / f"frame_{i:03d}.mrc", f, psize)
-            frames.append(f)
-        level = float(np.percentile(frames[len(frames) // 2], 99.5)) * 0.35
-        write_chimerax_series(out / f"series_{name}.cxc", f"series_{name}/frame_*.mrc", level)
-        labels = [", ".join(f"{v:+.2f}" for v in z) for z in points]
-        write_motion_gif(frames, out / f"series_{name}.gif", f"series {name}")
-        write_slice_strip(frames, out / f"series_{name}.png", labels)
-        np.savetxt(out / f"series_{name}_latents.txt", points, fmt="%.5f")
-        written[name] = {"frames": len(frames), "folder": str(folder),
-                         "latents": points.tolist()}
-        log.info("series %s: %d frames at box %d (%.3g Å/px) in %s", name, len(frames),
-                 deformer.box, psize, folder)
+    written = {name: write_series(out, name, points, deformer, psize)
+               for name, points in series.items()}
     summary = {"checkpoint": str(Path(checkpoint).resolve()), "epoch": model.epoch,
                "box": deformer.box, "pixel_size_A": psize, "series": written,
                "strain": strain["summary"]}

@@ -1,13 +1,13 @@
 """Where flexible reconstruction helped: half-map FSC per region (moving domain, core or
 segments) and windowed-FSC local-resolution maps, flexible next to rigid.
 
-``run_local_resolution`` is the ``localres`` pipeline step; ``local_resolution`` the
+``run_localres`` is the ``localres`` pipeline step; ``local_resolution`` the
 windowed FSC on two half maps; ``motion_labels`` / ``segment_labels`` the regions.
 """
 
 from .regions import motion_amplitude, motion_labels, region_fsc, segment_labels
-from .step import run_local_resolution
+from .step import run_localres
 from .windowed import local_resolution
 
 __all__ = ["local_resolution", "motion_amplitude", "motion_labels", "region_fsc",
-           "run_local_resolution", "segment_labels"]
+           "run_localres", "segment_labels"]

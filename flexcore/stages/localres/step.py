@@ -21,13 +21,13 @@ import os
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from ...core.errors import ConfigError, InputFileError
 from ...core.fsc import format_resolution
 from ...core.fsc_outputs import write_fsc_table
 from ...core.io import read_map, write_map
 from ...core.trained import load_trained_model
+from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
@@ -64,7 +64,7 @@ def read_half_maps(recon_dir: Path) -> tuple[dict, float]:
     return maps, float(psize)
 
 
-def run_local_resolution(checkpoint, recon_dir, out_dir, *, mesh=None, region_quantile: float = 0.25,
+def run_localres(checkpoint, recon_dir, out_dir, *, mesh=None, region_quantile: float = 0.25,
                          window_px: int = 16, stride: int | None = None, threshold: float = 0.5,
                          n_samples: int = 256, device: str = "auto") -> dict:
     """Per-region FSC and local-resolution maps (see the module docstring).
@@ -88,8 +88,7 @@ def run_local_resolution(checkpoint, recon_dir, out_dir, *, mesh=None, region_qu
         raise ConfigError(f"localres.n_samples = {n_samples!r}: must be an integer ≥ 1")
     check_parameters(window_px, stride, threshold)
     recon_dir = Path(recon_dir)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = distributed.resolve_device(device, "localres.device")
     model = load_trained_model(checkpoint, mesh, device=dev)
     out = prepare_outputs("localres", out_dir, OUTPUTS, {
         "checkpoint": checkpoint, "mesh": model.mesh_path,

@@ -99,48 +99,63 @@ def run_mesh(consensus_map, out_dir, *, mask=None, n_cells: int = 20, lowpass_A:
     summary = {"consensus_map": str(consensus_map), "box": box, "pixel_size_A": psize}
     pairs = parse_connections(connections)
     rigid = parse_segment_ids(rigid_segments)
-    level = None
     if cryosparc_mesh is not None:
-        mesh, report = import_cryosparc_pickle(cryosparc_mesh, trusted=True)
-        if mesh.box != box:
-            raise InputFileError(cryosparc_mesh, f"mesh box N={mesh.box} does not match the map "
-                                                 f"box {box}")
-        summary["mask"] = {"source": f"CryoSPARC mesh {cryosparc_mesh}"}
-        summary["import"] = report
-        summary["mesh_type"] = "cryosparc"
-        log.info("imported %s: tm_points convention %s; tet map equal on %d voxels, %d face "
-                 "ties, %d mismatches", cryosparc_mesh, report["convention"],
-                 report["tet_map_equal"], report["tet_map_ties"], report["tet_map_mismatch"])
-        if rigid:
-            _check_rigid(rigid, mesh.segments)
-            w = mesh.rigidity.copy()
-            w[np.isin(mesh.segments, rigid)] = RIGID_WEIGHT
-            mesh = dataclasses.replace(mesh, rigidity=w)
+        mesh, level = _imported_mesh(cryosparc_mesh, box, rigid, summary), None
     else:
-        if mask is not None:
-            solvent = mask_from_file(mask, box, psize, dilate_A=dilate_A, pad_A=pad_A)
-        else:
-            solvent = mask_from_map(volume, psize, lowpass_A=lowpass_A, threshold=threshold,
-                                    threshold_mode=threshold_mode, dilate_A=dilate_A, pad_A=pad_A)
-        level = solvent.level
-        summary["mask"] = {"source": solvent.source, "threshold_level": level,
-                           "threshold_mode": None if mask is not None else threshold_mode}
-        density = lowpassed(volume, psize, lowpass_A) * solvent.soft
-        mesh = _build(volume, density, solvent, psize, n_cells, segmentation, pairs,
-                      custom_mesh, mesh_type, summary)
-        if segmentation is not None:
-            _check_rigid(rigid, mesh.segments)
-        if custom_mesh is None or not _has_rigidity(custom_mesh):
-            w, summary["weights"] = rigidity_weights(
-                mesh.points, mesh.cells, density, rigidity_min=rigidity_min,
-                stiffen_low_density=stiffen_low_density, segments=mesh.segments,
-                rigid_segments=rigid)
-            mesh = dataclasses.replace(mesh, rigidity=w)
+        mesh, level = _mesh_of_map(volume, psize, params, pairs, rigid, summary)
     summary.update(_write_outputs(mesh, out, consensus_map, level))
     log.info("mesh: %d cells, %d vertices, %d mask voxels, threshold level %s; wrote %s",
              mesh.n_cells, mesh.n_vertices, summary["mask_voxels"],
              "n/a" if level is None else f"{level:.6g}", out)
     return write_provenance(out / "mesh_summary.json", "mesh", params, extra=summary)
+
+
+def _imported_mesh(cryosparc_mesh, box: int, rigid: list[int], summary: dict) -> TetMesh:
+    """A trusted CryoSPARC mesh pickle, with ``rigid`` segments stiffened; records the
+    import in ``summary``."""
+    mesh, report = import_cryosparc_pickle(cryosparc_mesh, trusted=True)
+    if mesh.box != box:
+        raise InputFileError(cryosparc_mesh, f"mesh box N={mesh.box} does not match the map "
+                                             f"box {box}")
+    summary["mask"] = {"source": f"CryoSPARC mesh {cryosparc_mesh}"}
+    summary["import"] = report
+    summary["mesh_type"] = "cryosparc"
+    log.info("imported %s: tm_points convention %s; tet map equal on %d voxels, %d face "
+             "ties, %d mismatches", cryosparc_mesh, report["convention"],
+             report["tet_map_equal"], report["tet_map_ties"], report["tet_map_mismatch"])
+    if rigid:
+        _check_rigid(rigid, mesh.segments)
+        w = mesh.rigidity.copy()
+        w[np.isin(mesh.segments, rigid)] = RIGID_WEIGHT
+        mesh = dataclasses.replace(mesh, rigidity=w)
+    return mesh
+
+
+def _mesh_of_map(volume: np.ndarray, psize: float, p: dict, pairs, rigid: list[int],
+                 summary: dict) -> tuple[TetMesh, float]:
+    """The solvent mask (from ``p["mask"]`` or the map), the mesh the options ask for and
+    its density-based rigidity weights; returns the mesh and the mask's threshold level."""
+    box = volume.shape[0]
+    if p["mask"] is not None:
+        solvent = mask_from_file(p["mask"], box, psize, dilate_A=p["dilate_A"], pad_A=p["pad_A"])
+    else:
+        solvent = mask_from_map(volume, psize, lowpass_A=p["lowpass_A"], threshold=p["threshold"],
+                                threshold_mode=p["threshold_mode"], dilate_A=p["dilate_A"],
+                                pad_A=p["pad_A"])
+    summary["mask"] = {"source": solvent.source, "threshold_level": solvent.level,
+                       "threshold_mode": None if p["mask"] is not None else p["threshold_mode"]}
+    density = lowpassed(volume, psize, p["lowpass_A"]) * solvent.soft
+    mesh = _build(volume, density, solvent, psize, p["n_cells"], p["segmentation"], pairs,
+                  p["custom_mesh"], p["mesh_type"], summary)
+    if p["segmentation"] is not None:
+        _check_rigid(rigid, mesh.segments)
+    if p["custom_mesh"] is None or not _has_rigidity(p["custom_mesh"]):
+        w, summary["weights"] = rigidity_weights(
+            mesh.points, mesh.cells, density, rigidity_min=p["rigidity_min"],
+            stiffen_low_density=p["stiffen_low_density"], segments=mesh.segments,
+            rigid_segments=rigid)
+        mesh = dataclasses.replace(mesh, rigidity=w)
+    return mesh, solvent.level
 
 
 def _has_rigidity(path) -> bool:

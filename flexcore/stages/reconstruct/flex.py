@@ -37,7 +37,7 @@ import torch
 from ...core.ctf import calculate_ctf_2d
 from ...core.model.image_model import ImageFormation
 from ...core.ops import splat_project
-from ...core.utils import distributed as ddp
+from ...core.utils import distributed
 from ...core.utils.logging import get_logger
 from ...core.wiener import FourierAccumulator
 from .aberrations import OpticsAberrations
@@ -183,9 +183,9 @@ class HalfObjective:
             total += float(loss.detach())
             self._progress(t0, last, int(local[-1]) + 1, "gradient")
         grad = density.grad.detach() if density.grad is not None else torch.zeros_like(x)
-        if ddp.is_distributed():  # every rank's particles: sums over ranks in float64
-            grad = ddp.all_reduce_sum(grad, torch.float64)
-            (total,) = ddp.sum_floats(total)
+        if distributed.is_distributed():  # every rank's particles: sums over ranks in float64
+            grad = distributed.all_reduce_sum(grad, torch.float64)
+            (total,) = distributed.sum_floats(total)
         total += 0.5 * self.ridge * float(torch.dot(x.double(), x.double()))
         grad = grad + self.ridge * x
         self._count("gradient", t0)
@@ -203,7 +203,7 @@ class HalfObjective:
             spec = op.spectra(d, disp, rot, ctf, shifts, odd)
             total += 2.0 * float(op.data_term(spec, None))
             self._progress(t0, last, int(local[-1]) + 1, "curvature")
-        (total,) = ddp.sum_floats(total)
+        (total,) = distributed.sum_floats(total)
         self._count("curvature", t0)
         return total + self.ridge * float(torch.dot(d.double(), d.double()))
 
@@ -221,11 +221,11 @@ def wiener_start(op: FlexOperator, particles: ReconParticles, positions: np.ndar
         idx = torch.as_tensor(positions[local], dtype=torch.long)
         params = {k: v[idx] for k, v in particles.ctf.items()}
         acc.add(stream.read(local), particles.rotations[idx], particles.shifts_A[idx], params)
-    ddp.all_reduce_(acc.numerator)  # the sums over every rank's particles, in place: the
-    ddp.all_reduce_(acc.denominator)  # padded grid is the largest array of a reconstruction
+    distributed.all_reduce_(acc.numerator)  # the sums over every rank's particles, in place: the
+    distributed.all_reduce_(acc.denominator)  # padded grid is the largest array of a reconstruction
     vol = acc.solve()
     del acc
-    (n,) = ddp.sum_floats(len(positions))
+    (n,) = distributed.sum_floats(len(positions))
     log.info("%srigid Wiener start map from %d particles in %.1f s", label, n, time.time() - t0)
     return op.from_volume(vol)
 

@@ -8,62 +8,28 @@ same :class:`Reconstruction` and rank 0 alone checks the output folder.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ...core.errors import ConfigError, InputFileError
+from ...core.errors import InputFileError
 from ...core.io import ImageSource
 from ...core.prep_info import PrepInfo
 from ...core.trained import load_trained_model
-from ...core.utils import distributed as ddp
+from ...core.utils import distributed
 from ...core.utils.logging import get_logger
 from ...core.utils.memory import peak_rss_GiB
 from ...core.utils.outputs import prepare_outputs
 from .aberrations import OpticsAberrations
 from .flex import FlexOperator
+from .params import ReconParams
 from .particles import load_recon_particles
 from .resume import recon_fingerprint
 
 log = get_logger("flexcore.recon")
 HALF_NAMES = ("A", "B")
-
-
-def check_bfactor(bfactor) -> None:
-    """Raise :class:`ConfigError` unless ``bfactor`` is None or a finite number (Å²)."""
-    number = isinstance(bfactor, (int, float, np.number)) and not isinstance(bfactor, bool)
-    if bfactor is not None and not (number and math.isfinite(bfactor)):
-        raise ConfigError(f"reconstruct.bfactor = {bfactor!r}: must be a finite number (Å²) "
-                          "or None")
-
-
-def check_parameters(iterations, batch_size, ridge, seed, bfactor, device, scratch_dir) -> None:
-    """Raise :class:`ConfigError` naming the first bad parameter."""
-    def is_int(v):
-        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-
-    def is_number(v):
-        return isinstance(v, (int, float, np.number)) and not isinstance(v, bool) \
-            and math.isfinite(v)
-
-    if not is_int(iterations) or iterations < 0:
-        raise ConfigError(f"reconstruct.iterations = {iterations!r}: must be an integer ≥ 0")
-    if not is_int(batch_size) or batch_size < 1:
-        raise ConfigError(f"reconstruct.batch_size = {batch_size!r}: must be an integer ≥ 1")
-    if not is_number(ridge) or ridge < 0:
-        raise ConfigError(f"reconstruct.ridge = {ridge!r}: must be a finite number ≥ 0")
-    if not is_int(seed):
-        raise ConfigError(f"reconstruct.seed = {seed!r}: must be an integer")
-    check_bfactor(bfactor)
-    if not (device in ("auto", "cpu", "cuda") or str(device).startswith("cuda:")):
-        raise ConfigError(f"reconstruct.device = {device!r}: must be auto, cpu, cuda or cuda:N")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"reconstruct.device = {device!r} but no CUDA device is available")
-    if scratch_dir is not None and Path(scratch_dir).exists() and not Path(scratch_dir).is_dir():
-        raise ConfigError(f"reconstruct.scratch_dir = {str(scratch_dir)!r} is not a folder")
 
 
 def check_model_matches_prep(model, info: PrepInfo, checkpoint, n_particles: int) -> None:
@@ -107,7 +73,7 @@ class Reconstruction:
 
     checkpoint: Path
     prep_dir: Path
-    params: dict
+    params: ReconParams
     device: torch.device
     info: PrepInfo
     model: object  # flexcore.core.trained.TrainedModel
@@ -144,7 +110,7 @@ class Reconstruction:
     def fingerprint(self) -> dict:
         """:func:`~flexcore.stages.reconstruct.resume.recon_fingerprint` of this reconstruction."""
         return recon_fingerprint(self.checkpoint, self.model.mesh_path, self.prep_dir,
-                                 self.stacks, self.half, self.params, self.device)
+                                 self.stacks, self.half, self.params.record(), self.device)
 
     def describe(self) -> dict:
         """The record's description of the grid, data and split."""
@@ -158,36 +124,26 @@ class Reconstruction:
             "half_counts": [int((half == 0).sum()), int((half == 1).sum())],
             "aberrations": None if self.aberrations is None
             else self.aberrations.summary(self.particles.source.optics),
-            "device": str(self.device), "ranks": ddp.world_size(),
+            "device": str(self.device), "ranks": distributed.world_size(),
         }
 
 
-def map_parameters(mesh, iterations, batch_size, ridge, resplit, seed, in_ram, scratch_dir,
-                   aberrations, device, **extra) -> dict:
-    """The parameters a reconstruction records (checked by :func:`check_parameters`)."""
-    return dict(mesh=str(mesh) if mesh else None, iterations=int(iterations),
-                batch_size=int(batch_size), ridge=float(ridge), resplit=bool(resplit),
-                seed=int(seed), in_ram=bool(in_ram),
-                scratch_dir=str(scratch_dir) if scratch_dir else None, **extra,
-                aberrations=bool(aberrations), device=device)
-
-
-def prepare_reconstruction(checkpoint, prep_dir, out_dir, step: str, outputs, params: dict,
+def prepare_reconstruction(checkpoint, prep_dir, out_dir, outputs, params: ReconParams,
                            dev: torch.device) -> tuple[Reconstruction, Path]:
     """Read and check the inputs, check the output folder (rank 0), choose the half sets
     and build the operator at the reconstruction box."""
     prep_dir = Path(prep_dir)
     info = PrepInfo.read(prep_dir)
-    model = load_trained_model(checkpoint, params["mesh"], device=dev)
+    model = load_trained_model(checkpoint, params.mesh, device=dev)
     particles = load_recon_particles(prep_dir, info)
     check_model_matches_prep(model, info, checkpoint, len(particles))
     stacks = source_stacks(particles)
     prep_files = {f"prepared {n}": prep_dir / n for n in ("particles.star", "prep.json")}
-    out = ddp.run_on_main(prepare_outputs, step, out_dir, outputs, {
+    out = distributed.on_main_rank(prepare_outputs, "reconstruct", out_dir, outputs, {
         "checkpoint": checkpoint, "mesh": model.mesh_path, **prep_files,
         "source particle file": info.source_particles,
         **{f"image stack {p.name}": p for p in stacks}})
-    half, half_origin = choose_halves(particles.half_set, params["resplit"], params["seed"])
+    half, half_origin = choose_halves(particles.half_set, params.resplit, params.seed)
     for h, name in enumerate(HALF_NAMES):
         if not (half == h).any():
             raise InputFileError(prep_dir / "particles.star",
@@ -197,16 +153,16 @@ def prepare_reconstruction(checkpoint, prep_dir, out_dir, step: str, outputs, pa
     mesh_hi = model.mesh if box == model.box else model.mesh.upscale(box)
     noise_var = info.noise_variance * scale**2
     abr = None
-    if params["aberrations"]:
+    if params.aberrations:
         abr = OpticsAberrations(particles.source.optics, box, psize, dev)
         log.info("aberrations: %s", abr.summary(particles.source.optics) if abr.any
                  else "none in the optics table (beam tilt and Zernike terms are all zero)")
     op = FlexOperator(mesh_hi, psize, noise_var, dev, aberrations=abr)
-    ranks = f" on {ddp.world_size()} ranks" if ddp.world_size() > 1 else ""
+    ranks = f" on {distributed.world_size()} ranks" if distributed.world_size() > 1 else ""
     log.info("reconstructing %d particles (halves %d / %d, %s) at box %d (%.4g Å/px, Nyquist "
              "%.2f Å); mesh upscaled ×%.3g to %d mask voxels; %d L-BFGS iterations; device %s%s",
              len(particles), int((half == 0).sum()), int((half == 1).sum()), half_origin, box,
-             psize, 2 * psize, scale, op.n_voxels, params["iterations"], dev, ranks)
+             psize, 2 * psize, scale, op.n_voxels, params.iterations, dev, ranks)
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
     rec = Reconstruction(Path(checkpoint), prep_dir, params, dev, info, model, particles, stacks,

@@ -83,6 +83,89 @@ def two_loop_direction(g: torch.Tensor, s_hist: list[torch.Tensor], y_hist: list
     return q.neg_()
 
 
+@dataclass
+class _Solver:
+    """The running state of :func:`minimize_quadratic`: point, objective, gradient,
+    curvature pairs (oldest first) and the record of accepted iterations."""
+
+    x: torch.Tensor
+    f: float
+    g: torch.Tensor
+    g0_norm: float
+    history: list[dict]
+    s: list[torch.Tensor]
+    y: list[torch.Tensor]
+    rho: list[float]
+    it: int
+    t0: float
+
+    @classmethod
+    def start(cls, x0: torch.Tensor, value_and_grad, label: str) -> _Solver:
+        t0 = time.time()
+        x = x0.detach().clone()
+        f, g = value_and_grad(x)
+        g0_norm = math.sqrt(dot(g, g))
+        history = [{"iteration": 0, "objective": f, "grad_norm": g0_norm, "step": 0.0,
+                    "step_norm": 0.0, "direction": "start", "seconds": time.time() - t0}]
+        log.info("%siteration 0: objective %.8g, |grad| %.4g", label, f, g0_norm)
+        return cls(x, f, g, g0_norm, history, [], [], [], 0, t0)
+
+    @classmethod
+    def resume(cls, state: dict, label: str) -> _Solver:
+        history = list(state["history"])
+        solver = cls(state["x"], state["objective"], state["grad"], state["g0_norm"], history,
+                     list(state["s"]), list(state["y"]), list(state["rho"]),
+                     int(state["iteration"]), time.time() - history[-1]["seconds"])
+        log.info("%scontinuing an interrupted solve at iteration %d (objective %.8g)", label,
+                 solver.it, solver.f)
+        return solver
+
+    def snapshot(self) -> dict:
+        return {"x": self.x, "objective": self.f, "grad": self.g, "g0_norm": self.g0_norm,
+                "history": self.history, "s": self.s, "y": self.y, "rho": self.rho,
+                "iteration": self.it}
+
+    def forget(self) -> None:
+        """Clear the curvature pairs (the next direction is steepest descent)."""
+        _clear(self.s, self.y, self.rho)
+
+    def direction(self, curvature) -> tuple[torch.Tensor, str, float, float] | str:
+        """``(d, kind, gᵀd, dᵀHd)`` of the next step, or why the solver must stop: an
+        L-BFGS direction, or steepest descent where that is not a descent direction (or
+        has no curvature), clearing the pairs."""
+        g_norm = math.sqrt(dot(self.g, self.g))
+        kind = "lbfgs" if self.s else "steepest"
+        d = two_loop_direction(self.g, self.s, self.y, self.rho)
+        gd = dot(self.g, d)
+        dhd = curvature(d) if gd < 0 else -1.0
+        if gd >= 0 or not dhd > 0:
+            self.forget()
+            kind, d, gd = "steepest", -self.g, -g_norm**2
+            dhd = curvature(d)
+            if not dhd > 0:
+                return "zero curvature along the gradient"
+        return d, kind, gd, dhd
+
+    def accept(self, x_new, f_new, g_new, alpha: float, d, kind: str, history_size: int) -> dict:
+        """Move to ``x_new``, keep the curvature pair when ``sᵀy > 0`` (so the
+        inverse-Hessian estimate stays positive definite), record the iteration."""
+        s, y = x_new - self.x, g_new - self.g
+        sy = dot(s, y)
+        if sy > 0:
+            self.s.append(s)
+            self.y.append(y)
+            self.rho.append(1.0 / sy)
+            if len(self.s) > history_size:
+                _clear(self.s, self.y, self.rho, first_only=True)
+        self.x, self.f, self.g = x_new, f_new, g_new
+        self.it += 1
+        rec = {"iteration": self.it, "objective": f_new, "grad_norm": math.sqrt(dot(g_new, g_new)),
+               "step": alpha, "step_norm": abs(alpha) * math.sqrt(dot(d, d)), "direction": kind,
+               "seconds": time.time() - self.t0}
+        self.history.append(rec)
+        return rec
+
+
 def minimize_quadratic(
     x0: torch.Tensor,
     value_and_grad: Callable[[torch.Tensor], tuple[float, torch.Tensor]],
@@ -118,84 +201,51 @@ def minimize_quadratic(
         raise ValueError(f"iterations must be ≥ 0, got {iterations}")
     if history_size < 1:
         raise ValueError(f"history_size must be ≥ 1, got {history_size}")
-    if state is None:
-        t0 = time.time()
-        x = x0.detach().clone()
-        f, g = value_and_grad(x)
-        g0_norm = math.sqrt(dot(g, g))
-        history = [{"iteration": 0, "objective": f, "grad_norm": g0_norm, "step": 0.0,
-                    "step_norm": 0.0, "direction": "start", "seconds": time.time() - t0}]
-        log.info("%siteration 0: objective %.8g, |grad| %.4g", label, f, g0_norm)
-        s_hist: list[torch.Tensor] = []
-        y_hist: list[torch.Tensor] = []
-        rho_hist: list[float] = []
-        it = 0
-    else:
-        x, f, g, g0_norm = state["x"], state["objective"], state["grad"], state["g0_norm"]
-        history = list(state["history"])
-        s_hist, y_hist, rho_hist = list(state["s"]), list(state["y"]), list(state["rho"])
-        it = int(state["iteration"])
-        t0 = time.time() - history[-1]["seconds"]
-        log.info("%scontinuing an interrupted solve at iteration %d (objective %.8g)", label, it,
-                 f)
-    result = LbfgsResult(x=x, objective=f, history=history)
-
-    def snapshot() -> dict:
-        return {"x": x, "objective": f, "grad": g, "g0_norm": g0_norm, "history": history,
-                "s": s_hist, "y": y_hist, "rho": rho_hist, "iteration": it}
-
+    sv = _Solver.start(x0, value_and_grad, label) if state is None else _Solver.resume(state, label)
+    result = LbfgsResult(x=sv.x, objective=sv.f, history=sv.history)
     if on_iteration is not None and state is None:
-        on_iteration(snapshot())
-    while it < iterations:
-        g_norm = math.sqrt(dot(g, g))
-        if g_norm == 0.0 or (grad_tol > 0 and g_norm <= grad_tol * g0_norm):
+        on_iteration(sv.snapshot())
+    first_it, t_first = sv.it, time.time()
+    while sv.it < iterations:
+        g_norm = math.sqrt(dot(sv.g, sv.g))
+        if g_norm == 0.0 or (grad_tol > 0 and g_norm <= grad_tol * sv.g0_norm):
             result.stopped = "gradient tolerance"
             break
-        kind = "lbfgs" if s_hist else "steepest"
-        d = two_loop_direction(g, s_hist, y_hist, rho_hist)
-        gd = dot(g, d)
-        dhd = curvature(d) if gd < 0 else -1.0
-        if gd >= 0 or not dhd > 0:
-            # not a descent direction (or no curvature along it): steepest descent
-            _clear(s_hist, y_hist, rho_hist)
-            kind = "steepest"
-            d = -g
-            gd = -g_norm**2
-            dhd = curvature(d)
-            if not dhd > 0:
-                result.stopped = "zero curvature along the gradient"
-                break
+        step = sv.direction(curvature)
+        if isinstance(step, str):
+            result.stopped = step
+            break
+        d, kind, gd, dhd = step
         alpha = -gd / dhd
-        x_new = x + alpha * d
+        x_new = sv.x + alpha * d
         f_new, g_new = value_and_grad(x_new)
-        if not f_new < f:
+        if not f_new < sv.f:
             if kind == "steepest":
                 result.stopped = "no further decrease (float precision)"
                 log.info("%siteration %d: a steepest-descent step does not decrease the objective "
-                         "(%.10g → %.10g); stopping at the best point", label, it + 1, f, f_new)
+                         "(%.10g → %.10g); stopping at the best point", label, sv.it + 1, sv.f, f_new)
                 break
             log.info("%siteration %d: L-BFGS step raised the objective (%.10g → %.10g); "
-                     "retrying with steepest descent", label, it + 1, f, f_new)
-            _clear(s_hist, y_hist, rho_hist)
+                     "retrying with steepest descent", label, sv.it + 1, sv.f, f_new)
+            sv.forget()
             continue
-        s = x_new - x
-        y = g_new - g
-        sy = dot(s, y)
-        if sy > 0:  # a curvature pair keeps the inverse-Hessian estimate positive definite
-            s_hist.append(s)
-            y_hist.append(y)
-            rho_hist.append(1.0 / sy)
-            if len(s_hist) > history_size:
-                _clear(s_hist, y_hist, rho_hist, first_only=True)
-        x, f, g = x_new, f_new, g_new
-        it += 1
-        rec = {"iteration": it, "objective": f, "grad_norm": math.sqrt(dot(g, g)),
-               "step": alpha, "step_norm": abs(alpha) * math.sqrt(dot(d, d)), "direction": kind,
-               "seconds": time.time() - t0}
-        result.history.append(rec)
-        log.info("%siteration %d: objective %.8g (Δ %.4g), |grad| %.4g, step %.4g (%s)", label,
-                 it, f, f - result.history[-2]["objective"], rec["grad_norm"], alpha, kind)
+        rec = sv.accept(x_new, f_new, g_new, alpha, d, kind, history_size)
+        per_it = (time.time() - t_first) / (sv.it - first_it)
+        log.info("%siteration %d/%d: objective %.8g (Δ %.4g), |grad| %.4g, step %.4g (%s); "
+                 "ETA %s", label, sv.it, iterations, sv.f,
+                 sv.f - result.history[-2]["objective"], rec["grad_norm"], alpha, kind,
+                 format_eta(per_it * (iterations - sv.it)))
         if on_iteration is not None:
-            on_iteration(snapshot())
-    result.x, result.objective = x, f
+            on_iteration(sv.snapshot())
+    result.x, result.objective = sv.x, sv.f
     return result
+
+
+def format_eta(seconds: float) -> str:
+    """``"2 h 05 min"``, ``"4 min 10 s"`` or ``"12 s"``."""
+    seconds = max(0, int(round(seconds)))
+    if seconds >= 3600:
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
+    if seconds >= 60:
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"

@@ -1,14 +1,14 @@
-"""A reconstruction's solves as separate jobs, and the step that combines them.
+"""A reconstruction's solves as separate jobs, and combining them.
 
 ``flexcore reconstruct`` solves four independent problems: ``flex`` and ``noflex`` (the
-rigid baseline) for half sets A and B. :func:`run_reconstruct_half` solves one of them
-(``solve="flex_A"``, …) and writes ``<kind>_map_half_<half>.mrc`` and
-``<kind>_half_<half>.json`` (its L-BFGS record, pass counts, times, memory and the
-fingerprint of its inputs and parameters) into its folder, so a scheduler can run the
-solves on different GPUs at once (the workflow's ``reconstruct.split_jobs``).
-:func:`run_reconstruct_combine` reads the solves of such a folder, checks that they belong
-to one reconstruction, and writes the outputs of ``flexcore reconstruct`` — the same maps,
-bit for bit on the CPU, since the same code solves each half.
+rigid baseline) for half sets A and B. ``flexcore reconstruct --solve flex_A`` (…) solves one
+of them and writes ``<kind>_map_half_<half>.mrc`` and ``<kind>_half_<half>.json`` (its
+L-BFGS record, pass counts, times, memory and the fingerprint of its inputs and parameters)
+into its folder, so a scheduler can run the solves on different GPUs at once (the
+workflow's ``reconstruct.split_jobs``). :func:`combine_solves` (``flexcore
+reconstruct-combine``) reads the solves of such a folder, checks that they belong to one
+reconstruction, and writes the outputs of ``flexcore reconstruct`` — the same maps, bit for
+bit on the CPU, since the same code solves each half.
 """
 
 from __future__ import annotations
@@ -17,80 +17,24 @@ import json
 import time
 from pathlib import Path
 
-import numpy as np
-
-from ...core.errors import ConfigError, FlexcoreError, InputFileError
-from ...core.io import read_map, write_map
+from ...core.errors import InputFileError
+from ...core.io import read_map
 from ...core.mesh import TetMesh
-from ...core.utils import distributed as ddp
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
-from .inputs import (
-    HALF_NAMES,
-    check_bfactor,
-    check_parameters,
-    map_parameters,
-    memory_record,
-    prepare_reconstruction,
-)
-from .step import OUTPUTS, open_store, run_solves, write_outputs
+from .inputs import HALF_NAMES
+from .outputs import OUTPUTS, write_outputs
+from .params import SOLVES
 
 log = get_logger("flexcore.recon")
-SOLVES = ("flex_A", "noflex_A", "flex_B", "noflex_B")
 
 
 def solve_files(solve: str) -> tuple[str, str]:
     """``(map, record)`` file names of ``solve`` (e.g. ``flex_A``)."""
     kind, half = solve.split("_")
     return f"{kind}_map_half_{half}.mrc", f"{kind}_half_{half}.json"
-
-
-def run_reconstruct_half(checkpoint, prep_dir, out_dir, *, solve: str = "flex_A", mesh=None,
-                         iterations=20, batch_size=64, ridge=1e-3, resplit=False, seed=0,
-                         in_ram=False, scratch_dir=None, aberrations=False,
-                         device="auto") -> dict:
-    """Solve one half set under the flow (``flex_A``, ``flex_B``) or with zero flow
-    (``noflex_A``, ``noflex_B``); parameters as in
-    :func:`~flexcore.stages.reconstruct.step.run_reconstruct`. Writes the half map and its record (see
-    the module docstring) into ``out_dir``; an interrupted solve continues from
-    ``out_dir/partial_<solve>/``. Runs data parallel under torchrun like
-    ``run_reconstruct``. Returns the record."""
-    if solve not in SOLVES:
-        raise ConfigError(f"reconstruct solve = {solve!r}: must be one of {', '.join(SOLVES)}")
-    check_parameters(iterations, batch_size, ridge, seed, None, device, scratch_dir)
-    params = map_parameters(mesh, iterations, batch_size, ridge, resplit, seed, in_ram,
-                            scratch_dir, aberrations, device, solve=solve)
-    kind, half = solve.split("_")
-    names = solve_files(solve)
-    dev = ddp.resolve_device(device, "reconstruct.device")
-    with ddp.process_group(dev):
-        t0 = time.time()
-        rec, out = prepare_reconstruction(checkpoint, prep_dir, out_dir, "reconstruct", names,
-                                          params, dev)
-        store = open_store(rec, out / f"partial_{solve}")
-        done = run_solves(rec, store, {half: [kind]})
-
-        def write():
-            volume = done["maps"][kind][0]
-            if not np.isfinite(volume).all():
-                raise FlexcoreError(f"the {solve} solve has NaN or infinite voxels; no map was "
-                                    f"written to {out}")
-            write_map(out / names[0], volume, rec.info.original_pixel_size_A)
-            record = {"solve": solve, **rec.describe(), "mesh": str(Path(rec.model.mesh_path).resolve()),
-                      "fingerprint": rec.fingerprint(), "history": done["runs"][solve],
-                      "passes": done["passes"][solve],
-                      "timings": {**done["timings"], "total_s": round(time.time() - t0, 2)},
-                      "memory": memory_record(dev)}
-            write_provenance(out / names[1], "reconstruct", params, extra=record)
-            store.clear()
-            log.info("%s: objective %.8g → %.8g; wrote %s and %s", solve,
-                     record["history"][0]["objective"], record["history"][-1]["objective"],
-                     *names)
-            return record
-
-        return ddp.run_on_main(write)
 
 
 def read_solves(halves_dir: Path) -> dict[str, dict]:
@@ -131,11 +75,10 @@ def read_solves(halves_dir: Path) -> dict[str, dict]:
     return records
 
 
-def run_reconstruct_combine(halves_dir, out_dir, *, bfactor=None) -> dict:
-    """Combine the solves in ``halves_dir`` (written by :func:`run_reconstruct_half`) into
-    the outputs of :func:`~flexcore.stages.reconstruct.step.run_reconstruct` in ``out_dir``: half maps,
-    full maps, sharpened map, FSC table and plot, L-BFGS log and ``recon.json``."""
-    check_bfactor(bfactor)
+def combine_solves(halves_dir, out_dir, bfactor=None) -> dict:
+    """Combine the solves in ``halves_dir`` (each written by ``run_reconstruct(solve=…)``)
+    into the outputs of a whole reconstruction in ``out_dir``: half maps, full maps,
+    sharpened map, FSC table and plot, L-BFGS log and ``recon.json``."""
     t0 = time.time()
     halves_dir = Path(halves_dir)
     records = read_solves(halves_dir)

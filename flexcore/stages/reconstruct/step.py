@@ -1,20 +1,28 @@
-"""``flexcore reconstruct``: the step function (CLI and Snakemake call this).
+"""``flexcore reconstruct``, ``reconstruct-combine`` and ``reconstruct-rigid``: the step
+functions (CLI and Snakemake call these).
 
 Gold-standard flexible reconstruction at the full (cropped) box: each half set is solved
-independently by L-BFGS (:mod:`flexcore.stages.reconstruct.flex`) from its own rigid Wiener map, under
-the trained flow (``flex``) and with zero flow (``noflex``, the rigid baseline, same code).
-The full maps are the **average of the two half solutions** (not a third solve on all
-particles). FSCs are computed unmasked and with the mesh's soft mask upscaled to the box.
+independently by L-BFGS (:mod:`flexcore.stages.reconstruct.flex`) from its own rigid Wiener
+map, under the trained flow (``flex``) and with zero flow (``noflex``, the rigid baseline,
+same code). The full maps are the **average of the two half solutions** (not a third solve
+on all particles). FSCs are computed unmasked and with the mesh's soft mask upscaled to the
+box.
 
 Outputs in ``out_dir`` (CryoSPARC names): ``flex_map.mrc``, ``flex_map_half_A.mrc``,
 ``flex_map_half_B.mrc``, ``flex_map_sharp.mrc``, ``noflex_map.mrc``,
 ``noflex_map_half_A.mrc``, ``noflex_map_half_B.mrc``, ``fsc.tsv``, ``fsc.png``,
-``lbfgs.tsv`` and ``recon.json``.
+``lbfgs.tsv`` and ``recon.json``. With ``solve="flex_A"`` (…) only that solve is made,
+into ``flex_map_half_A.mrc`` and its record ``flex_half_A.json``
+(:mod:`flexcore.stages.reconstruct.solves`); :func:`run_reconstruct_combine` turns a folder
+of such solves into the outputs above.
 
 While it runs, ``partial/`` holds the start maps, finished solves and the running solve's
-L-BFGS state (at most every 30 s; :mod:`flexcore.stages.reconstruct.resume`): run again after an
-interruption with the same inputs and parameters, it reuses them and continues where it
+L-BFGS state (at most every 30 s; :mod:`flexcore.stages.reconstruct.resume`): run again after
+an interruption with the same inputs and parameters, it reuses them and continues where it
 stopped, to the same maps; the folder is removed at the end.
+
+``reconstruct-rigid`` is a rigid Wiener-filtered reconstruction of any particles with poses
+(:func:`~flexcore.core.wiener.reconstruct_particles`).
 """
 
 from __future__ import annotations
@@ -24,125 +32,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.errors import FlexcoreError
-from ...core.fsc import format_resolution, fsc_curve, resolution_at, resolution_or_none
-from ...core.fsc_outputs import plot_fsc, sharpen, write_fsc_table
-from ...core.io import write_map
-from ...core.utils import distributed as ddp
+from ...core.errors import ConfigError, FlexcoreError
+from ...core.fsc import format_resolution, resolution_at
+from ...core.fsc_outputs import plot_fsc, write_fsc_table
+from ...core.io import ImageSource, read_mask, read_particles, write_map
+from ...core.utils import distributed
+from ...core.utils.launch import ranks_to_start, start_ranks
 from ...core.utils.logging import get_logger
-from ...core.utils.memory import peak_rss_GiB
+from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
-from .flex import HalfObjective, solve_half, wiener_start
-from .inputs import (
-    HALF_NAMES,
-    Reconstruction,
-    check_parameters,
-    map_parameters,
-    memory_record,
-    prepare_reconstruction,
-)
-from .outputs import write_lbfgs_table
-from .particles import ImageStream, ScratchCopy
-from .resume import SolveStore
+from ...core.wiener import reconstruct_particles
+from .halves import Solved, open_store, solve_halves
+from .inputs import HALF_NAMES, Reconstruction, memory_record, prepare_reconstruction
+from .outputs import OUTPUTS, write_outputs
+from .params import ReconParams, check_bfactor
+from .solves import combine_solves, solve_files
 
 log = get_logger("flexcore.recon")
-OUTPUTS = ("flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc", "flex_map_sharp.mrc",
-           "noflex_map.mrc", "noflex_map_half_A.mrc", "noflex_map_half_B.mrc", "fsc.tsv",
-           "fsc.png", "lbfgs.tsv", "recon.json")
-
-
-def open_store(rec: Reconstruction, folder) -> SolveStore:
-    """The partial results of this reconstruction in ``folder``: rank 0 checks and writes
-    them, every rank reads them."""
-    fingerprint = ddp.run_on_main(rec.fingerprint)
-    # rank 0 first: it empties a folder of another reconstruction before anyone reads it
-    writer = ddp.run_on_main(SolveStore, folder, fingerprint, rec.device)
-    return writer if ddp.is_main() else SolveStore(folder, fingerprint, rec.device, writer=False)
-
-
-def run_solves(rec: Reconstruction, store: SolveStore, wanted: dict[str, list[str]]) -> dict:
-    """Solve the ``wanted`` kinds (``flex``, ``noflex``) of each half set name, reusing
-    what ``store`` holds of an interrupted run.
-
-    Under torchrun every rank takes a contiguous block of each half's particles; the
-    Wiener start and every pass add up all ranks' sums (float64), so every rank runs the
-    same L-BFGS iterations; rank 0 saves the partial results.
-
-    Returns ``{"maps": {kind: [half map, …]}, "runs", "passes", "timings"}`` in the order
-    of ``wanted``.
-    """
-    p, op, particles = rec.params, rec.op, rec.particles
-    maps: dict[str, list[np.ndarray]] = {k: [] for kinds in wanted.values() for k in kinds}
-    runs: dict[str, list[dict]] = {}
-    timings: dict[str, float] = {}
-    passes: dict[str, dict] = {}
-    mine = {name: ddp.contiguous_block(np.flatnonzero(rec.half == HALF_NAMES.index(name)))
-            for name in wanted}
-    scratch = None
-    try:
-        for name, kinds in wanted.items():
-            positions = mine[name]
-            t0 = time.time()
-            # every rank reads the same files here: rank 0 writes them only after the
-            # collectives of this half, which no rank passes before reading
-            records = {kind: store.load(f"{kind}_{name}") for kind in kinds}
-            if all(r is not None and r.get("done") for r in records.values()):
-                log.info("half %s: reusing the %s solve(s) an interrupted run finished", name,
-                         " and ".join(kinds))
-                for kind, r in records.items():
-                    finish_solve(kind, name, r, op, maps, runs, passes, timings)
-                continue
-            if scratch is None and p["scratch_dir"]:
-                rows = particles.source_rows[np.concatenate(list(mine.values()))]
-                scratch = ScratchCopy(particles.source, rows, p["scratch_dir"])
-            table = scratch.table if scratch else particles.source
-            stream = ImageStream(table, particles.source_rows[positions], rec.box,
-                                 rec.info.image_sign, rec.device, in_ram=p["in_ram"],
-                                 label=f"half {name}: ")
-            try:
-                start = store.load(f"start_{name}")
-                if start is None:
-                    x0 = wiener_start(op, particles, positions, stream, p["batch_size"],
-                                      label=f"half {name}: ")
-                    store.save(f"start_{name}", {"x": x0})
-                else:
-                    x0 = start["x"]
-                    log.info("half %s: reusing the Wiener start map of an interrupted run", name)
-                timings[f"start_half_{name}_s"] = round(time.time() - t0, 2)
-                for kind in kinds:
-                    r = records[kind]
-                    if r is not None and r.get("done"):
-                        log.info("%s half %s: reusing the solve an interrupted run finished",
-                                 kind, name)
-                        finish_solve(kind, name, r, op, maps, runs, passes, timings)
-                        continue
-                    t1 = time.time()
-                    obj = HalfObjective(op, particles, positions, stream, rec.displacements(kind),
-                                        p["ridge"], p["batch_size"], label=f"{kind} half {name}: ")
-                    if r is not None:  # an interrupted solve: continue its count of passes
-                        obj.passes = {k: list(v) for k, v in r["passes"].items()}
-                    key = f"{kind}_{name}"
-                    res = solve_half(obj, x0, p["iterations"], state=r,
-                                     on_iteration=lambda st, key=key, obj=obj: store.save_progress(
-                                         key, {"done": False, **st, "passes": obj.passes}))
-                    seconds = round(time.time() - t1, 2)
-                    done = {"done": True, "x": res.x, "history": res.history,
-                            "passes": obj.passes, "seconds": seconds}
-                    store.save(key, done)
-                    finish_solve(kind, name, done, op, maps, runs, passes, timings)
-            finally:
-                stream.close()
-            log.info("half %s done in %.0f s; peak RSS %.2f GiB", name, time.time() - t0,
-                     peak_rss_GiB())
-    finally:
-        if scratch:
-            scratch.cleanup()
-    return {"maps": maps, "runs": runs, "passes": passes, "timings": timings}
+RIGID_OUTPUTS = ("map.mrc", "map_half_A.mrc", "map_half_B.mrc", "fsc.tsv", "fsc.png")
 
 
 def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, batch_size=64,
                     ridge=1e-3, resplit=False, seed=0, in_ram=False, scratch_dir=None,
-                    rigid_baseline=True, bfactor=None, aberrations=False, device="auto") -> dict:
+                    rigid_baseline=True, bfactor=None, aberrations=False, device="auto",
+                    solve: str | None = None, gpus: int = 1) -> dict:
     """Flexible high-resolution reconstruction with gold-standard FSC (see the module
     docstring for outputs).
 
@@ -151,105 +64,119 @@ def run_reconstruct(checkpoint, prep_dir, out_dir, *, mesh=None, iterations=20, 
     checkpoint : training checkpoint (``.pt``); its latents are used without noise.
     prep_dir : the prepared folder the model was trained on (``prep.json``,
         ``particles.star``; the full-resolution images come from prep's source file).
-    mesh : mesh file (default: the one the checkpoint records).
-    iterations : L-BFGS iterations per half (CryoSPARC ``flex_bfgs_num_iters``, 20).
-    batch_size : particles per batch of a pass.
-    ridge : ``ρ`` of the ridge term ``½ρ‖V‖²`` (per voxel; the data term is whitened, so
-        each image coefficient contributes ~1, making 1e-3 negligible except where no
-        data constrain the map).
-    resplit, seed : a seeded random half-set split instead of the input split.
-    in_ram : load each half's images into RAM once (when they fit).
-    scratch_dir : copy the stacks to this local folder first; copies are removed at the end.
-    rigid_baseline : also solve with zero flow (``noflex_*`` maps).
-    bfactor : B-factor (Å², positive = decay) removed when sharpening; None = Guinier fit.
-    aberrations : apply the optics groups' beam tilt and odd/even Zernike terms.
-    device : ``auto`` (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N``.
+    mesh, iterations, batch_size, ridge, resplit, seed, in_ram, scratch_dir, rigid_baseline,
+    bfactor, aberrations, device, solve :
+        the fields of :class:`~flexcore.stages.reconstruct.params.ReconParams`.
+    gpus : data-parallel ranks. With ``gpus > 1`` this call starts that many ranks with
+        torchrun (:func:`~flexcore.core.utils.launch.start_ranks`); they split each half's
+        particles in every pass and rank 0 writes the outputs, the same as one process's up
+        to float rounding.
 
-    Started by torchrun (``python -m torch.distributed.run --nproc-per-node N -m flexcore
-    reconstruct …``), the N ranks split each half's particles in every pass and rank 0
-    writes the outputs, the same as one process's up to float rounding.
-
-    Returns the summary written into ``recon.json``.
+    Returns the summary written into ``recon.json`` (with ``solve``: the solve's record).
     """
-    check_parameters(iterations, batch_size, ridge, seed, bfactor, device, scratch_dir)
-    params = map_parameters(mesh, iterations, batch_size, ridge, resplit, seed, in_ram,
-                            scratch_dir, aberrations, device, rigid_baseline=bool(rigid_baseline),
-                            bfactor=bfactor)
-    dev = ddp.resolve_device(device, "reconstruct.device")
-    with ddp.process_group(dev):
-        t_start = time.time()
-        rec, out = prepare_reconstruction(checkpoint, prep_dir, out_dir, "reconstruct", OUTPUTS,
+    if solve is not None and (not rigid_baseline or bfactor is not None):
+        raise ConfigError("a single solve (--solve) is one half map: rigid_baseline and bfactor "
+                          "belong to reconstruct-combine (or leave out the noflex solves)")
+    params = ReconParams(mesh=str(mesh) if mesh else None, iterations=iterations,
+                         batch_size=batch_size, ridge=ridge, resplit=resplit, seed=seed,
+                         in_ram=in_ram, scratch_dir=str(scratch_dir) if scratch_dir else None,
+                         aberrations=aberrations, device=device,
+                         rigid_baseline=bool(rigid_baseline), bfactor=bfactor,
+                         solve=solve).check()
+    if ranks_to_start(gpus):
+        kwargs = dict(params.__dict__, checkpoint=str(checkpoint), prep_dir=str(prep_dir),
+                      out_dir=str(out_dir), gpus=gpus)
+        return start_ranks("flexcore.stages.reconstruct.step:run_reconstruct", gpus, kwargs)
+    dev = distributed.resolve_device(device, "reconstruct.device")
+    with distributed.process_group(dev):
+        t0 = time.time()
+        if solve is None:
+            rec, out = prepare_reconstruction(checkpoint, prep_dir, out_dir, OUTPUTS, params, dev)
+            store = open_store(rec, out / "partial")
+            done = solve_halves(rec, store, {name: params.kinds for name in HALF_NAMES})
+            return distributed.on_main_rank(write_reconstruction, rec, out, done, store, t0)
+        kind, half = solve.split("_")
+        rec, out = prepare_reconstruction(checkpoint, prep_dir, out_dir, solve_files(solve),
                                           params, dev)
-        store = open_store(rec, out / "partial")
-        kinds = ["flex", "noflex"] if rigid_baseline else ["flex"]
-        done = run_solves(rec, store, {name: kinds for name in HALF_NAMES})
-
-        def write():
-            summary = write_outputs(out, done["maps"], done["runs"], rec.mesh_hi.mask_soft,
-                                    rec.info.original_pixel_size_A, bfactor)
-            timings = {**done["timings"], "total_s": round(time.time() - t_start, 2)}
-            summary.update({**rec.describe(),
-                            "full_map": "average of the two half-map solutions",
-                            "fsc_mask": "mesh mask_soft upscaled to the reconstruction box",
-                            "timings": timings, "passes": done["passes"],
-                            "memory": memory_record(dev)})
-            write_provenance(out / "recon.json", "reconstruct", params, extra=summary)
-            store.clear()
-            log.info("%s; peak RSS %.2f GiB%s; %.0f s in all", summary["summary"],
-                     summary["memory"]["peak_rss_GiB"],
-                     f", peak GPU {summary['memory']['peak_gpu_GiB']:.2f} GiB"
-                     if "peak_gpu_GiB" in summary["memory"] else "", timings["total_s"])
-            return summary
-
-        return ddp.run_on_main(write)
+        store = open_store(rec, out / f"partial_{solve}")
+        done = solve_halves(rec, store, {half: [kind]})
+        return distributed.on_main_rank(write_solve, rec, out, done, store, t0)
 
 
-def finish_solve(kind: str, name: str, record: dict, op, maps: dict, runs: dict, passes: dict,
-                 timings: dict) -> None:
-    """File a finished solve's map, L-BFGS record, pass counts and time under its name."""
-    maps[kind].append(op.to_volume(record["x"].to(op.device)).cpu().numpy())
-    runs[f"{kind}_{name}"] = record["history"]
-    passes[f"{kind}_{name}"] = {k: {"count": v[0], "seconds": round(v[1], 3)}
-                                for k, v in record["passes"].items()}
-    timings[f"{kind}_half_{name}_s"] = record["seconds"]
+def write_reconstruction(rec: Reconstruction, out: Path, done: Solved, store, t0: float) -> dict:
+    """Rank 0: the whole reconstruction's maps, FSC, L-BFGS log and ``recon.json``."""
+    summary = write_outputs(out, done.maps, done.runs, rec.mesh_hi.mask_soft,
+                            rec.info.original_pixel_size_A, rec.params.bfactor)
+    timings = {**done.timings, "total_s": round(time.time() - t0, 2)}
+    summary.update({**rec.describe(),
+                    "full_map": "average of the two half-map solutions",
+                    "fsc_mask": "mesh mask_soft upscaled to the reconstruction box",
+                    "timings": timings, "passes": done.passes,
+                    "memory": memory_record(rec.device)})
+    write_provenance(out / "recon.json", "reconstruct", rec.params.record(), extra=summary)
+    store.clear()
+    log.info("%s; peak RSS %.2f GiB%s; %.0f s in all", summary["summary"],
+             summary["memory"]["peak_rss_GiB"],
+             f", peak GPU {summary['memory']['peak_gpu_GiB']:.2f} GiB"
+             if "peak_gpu_GiB" in summary["memory"] else "", timings["total_s"])
+    return summary
 
 
-def write_outputs(out: Path, maps: dict, runs: dict, mask_soft: np.ndarray, psize: float,
-                  bfactor) -> dict:
-    """Write maps, FSC table/plot and the L-BFGS log; return resolutions and the summary."""
-    out.mkdir(parents=True, exist_ok=True)
-    for kind, halves in maps.items():
-        for name, half in zip(HALF_NAMES, halves):
-            if not np.isfinite(half).all():
-                raise FlexcoreError(f"the {kind} reconstruction of half {name} has NaN or "
-                                    f"infinite voxels; no maps were written to {out}")
-    curves, res = {}, {}
-    for kind, (a, b) in maps.items():
-        full = 0.5 * (a + b)
-        write_map(out / f"{kind}_map_half_A.mrc", a, psize)
-        write_map(out / f"{kind}_map_half_B.mrc", b, psize)
-        write_map(out / f"{kind}_map.mrc", full, psize)
-        curves[f"{kind}_masked"] = fsc_curve(a, b, mask=mask_soft)
-        curves[kind] = fsc_curve(a, b)
-    for name, fsc in curves.items():
-        res[name] = resolution_at(fsc, 0.143, psize)
-    box = mask_soft.shape[0]
-    write_fsc_table(out / "fsc.tsv", curves, box, psize)
-    fmt = {name: format_resolution(r) for name, r in res.items()}
-    line = f"flex 0.143: {fmt['flex_masked']}"
-    if "noflex" in maps:
-        line += f", rigid: {fmt['noflex_masked']} (masked; unmasked flex " \
-                f"{fmt['flex']}, rigid {fmt['noflex']})"
-    else:
-        line += f" (masked; unmasked {fmt['flex']}; no rigid baseline)"
-    plot_fsc(out / "fsc.png", curves, res, box, psize, line)
-    write_lbfgs_table(out / "lbfgs.tsv", runs)
-    full = 0.5 * (maps["flex"][0] + maps["flex"][1])
-    sharp, sharp_rec = sharpen(full, psize, curves["flex_masked"], res["flex_masked"], bfactor)
-    write_map(out / "flex_map_sharp.mrc", sharp, psize)
-    log.info("wrote maps, fsc.tsv/png and lbfgs.tsv to %s", out)
-    return {"summary": line,
-            "resolution_0143_A": {name: resolution_or_none(r) for name, r in res.items()},
-            "sharpening": sharp_rec,
-            "objective": {k: {"start": v[0]["objective"], "final": v[-1]["objective"],
-                              "iterations": len(v) - 1} for k, v in runs.items()}}
+def write_solve(rec: Reconstruction, out: Path, done: Solved, store, t0: float) -> dict:
+    """Rank 0: one solve's half map and its record (for :func:`run_reconstruct_combine`)."""
+    solve = rec.params.solve
+    kind = solve.split("_")[0]
+    names = solve_files(solve)
+    volume = done.maps[kind][0]
+    if not np.isfinite(volume).all():
+        raise FlexcoreError(f"the {solve} solve has NaN or infinite voxels; no map was "
+                            f"written to {out}")
+    write_map(out / names[0], volume, rec.info.original_pixel_size_A)
+    record = {"solve": solve, **rec.describe(), "mesh": str(Path(rec.model.mesh_path).resolve()),
+              "fingerprint": rec.fingerprint(), "history": done.runs[solve],
+              "passes": done.passes[solve],
+              "timings": {**done.timings, "total_s": round(time.time() - t0, 2)},
+              "memory": memory_record(rec.device)}
+    write_provenance(out / names[1], "reconstruct", rec.params.record(), extra=record)
+    store.clear()
+    log.info("%s: objective %.8g → %.8g; wrote %s and %s", solve,
+             record["history"][0]["objective"], record["history"][-1]["objective"], *names)
+    return record
+
+
+def run_reconstruct_combine(halves_dir, out_dir, *, bfactor=None) -> dict:
+    """Combine the solves in ``halves_dir`` (each written by ``run_reconstruct(solve=…)``)
+    into the outputs of a whole reconstruction in ``out_dir`` (see
+    :func:`~flexcore.stages.reconstruct.solves.combine_solves`)."""
+    check_bfactor(bfactor)
+    return combine_solves(halves_dir, out_dir, bfactor)
+
+
+def run_reconstruct_rigid(particles, out_dir, *, pixel_size_A: float | None = None, mask=None,
+                          batch_size: int = 256, device: str = "cpu", project_dir=None) -> dict:
+    """Reconstruct ``particles`` (RELION ``.star`` / cryoSPARC ``.cs``) rigidly into
+    ``out_dir``; ``mask`` (``.mrc``, same box) is applied to the FSC; ``project_dir`` is the
+    RELION/cryoSPARC project folder relative image paths start from (default: searched above
+    the particle file). Returns a summary with the FSC 0.143 resolution (Å; NaN when the FSC
+    is not finite)."""
+    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir)
+    box, psize = table.box, table.pixel_size_A
+    mask_volume = read_mask(mask, box, psize) if mask else None
+    source = ImageSource(table)
+    source.check_all_present()
+    stacks = {f"image stack {n}": source.reader(str(n)).path for n in set(table.image_paths)}
+    folder = prepare_outputs("reconstruct-rigid", out_dir, RIGID_OUTPUTS,
+                             {"particle file": particles, "mask": mask, **stacks})
+    out = reconstruct_particles(table, source, batch=batch_size, device=device, mask=mask_volume)
+    source.close()
+    write_map(folder / "map.mrc", out["full"], psize)
+    write_map(folder / "map_half_A.mrc", out["half_a"], psize)
+    write_map(folder / "map_half_B.mrc", out["half_b"], psize)
+    res = resolution_at(out["fsc"], 0.143, psize)
+    write_fsc_table(folder / "fsc.tsv", {"halves": out["fsc"]}, box, psize)
+    plot_fsc(folder / "fsc.png", {"halves": out["fsc"]}, {"halves": res}, box, psize,
+             f"rigid reconstruction of {len(table)} particles")
+    log.info("rigid reconstruction of %d particles: FSC 0.143 at %s; wrote %s", len(table),
+             format_resolution(res), folder)
+    return {"n_particles": len(table), "box": box, "pixel_size_A": psize,
+            "resolution_0143_A": res, "out_dir": str(folder)}

@@ -30,9 +30,10 @@ from ...core.ctf import calculate_ctf_2d
 from ...core.errors import ConfigError
 from ...core.fourier import lowpass_volume, shift_phase_2d
 from ...core.fsc import format_resolution, resolution_at
-from ...core.io import OpticsGroup, ParticleTable, StackWriter, write_map
+from ...core.io import OpticsGroup, ParticleTable, StackWriter, write_map, write_star
 from ...core.masks import cosine_falloff
 from ...core.rotations import random_rotations
+from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
@@ -93,6 +94,156 @@ def _mask_from_maps(maps: list[np.ndarray], pixel_size_A: float, dilate_A: float
     return cosine_falloff(dist - dilate_A, soft_A)
 
 
+@dataclass
+class Draws:
+    """Every particle's random parameters, drawn up front (so the dataset does not depend
+    on the rendering batch): motion coordinates ``(N, n_motions)`` in [-1, 1], rotations
+    ``(N, 3, 3)``, origins ``(N, 2)`` Å, defocus U/V (Å) and angle (°), half set, noise seed."""
+
+    coords: np.ndarray
+    rotations: np.ndarray
+    shifts_A: np.ndarray
+    df_u: np.ndarray
+    df_v: np.ndarray
+    df_ang: np.ndarray
+    half: np.ndarray
+    noise_seed: int
+
+
+def check_parameters(n_particles: int, n_motions: int, box: int, snr: float) -> None:
+    """Raise :class:`ConfigError` naming the first bad simulation parameter."""
+    if n_particles < 4:
+        raise ConfigError(f"n_particles must be at least 4, got {n_particles}")
+    if n_motions not in (1, 2):
+        raise ConfigError(f"n_motions must be 1 or 2, got {n_motions}")
+    if box < 16:
+        raise ConfigError(f"box must be at least 16 px, got {box}")
+    if snr <= 0:
+        raise ConfigError(f"snr must be positive, got {snr}")
+
+
+def draw_particles(rng: np.random.Generator, n_particles: int, n_motions: int,
+                   pixel_size_A: float, shift_sigma_px: float,
+                   defocus_range_A: tuple[float, float]) -> Draws:
+    """The particles' parameters, in a fixed order of draws from ``rng``."""
+    coords = rng.uniform(-1.0, 1.0, size=(n_particles, n_motions))
+    rotations = random_rotations(n_particles, rng)
+    shifts_A = rng.normal(0.0, shift_sigma_px, size=(n_particles, 2)) * pixel_size_A
+    mean_df = rng.uniform(*defocus_range_A, size=n_particles)
+    astig = rng.uniform(0.0, 250.0, size=n_particles)
+    df_ang = rng.uniform(-180.0, 180.0, size=n_particles)
+    half = rng.permutation(np.arange(n_particles) % 2).astype(np.int8)
+    noise_seed = int(rng.integers(2**31))
+    return Draws(coords, rotations, shifts_A, mean_df + astig, mean_df - astig, df_ang, half,
+                 noise_seed)
+
+
+def write_ground_truth_maps(out: Path, phantom: Phantom, gt_coords: np.ndarray,
+                            max_angle_deg: float, box: int, pixel_size_A: float,
+                            sigma_px: float) -> tuple[torch.Tensor, list[Path], np.ndarray]:
+    """The ground-truth maps along the motion (``gt/map_XX.mrc``), the moving-domain mask
+    and the solvent mask. Returns the atoms' weights (scaled so that the 10 Å low-passed
+    middle map peaks near 1.5, where CryoSPARC's default absolute mask threshold of 0.5 is
+    meaningful), the map paths and the solvent mask."""
+    weights = torch.ones(len(phantom.positions_A))
+    gt_maps = [
+        render_volume(torch.tensor(deform(phantom, c, max_angle_deg) / pixel_size_A,
+                                   dtype=torch.float32), weights, box, sigma_px)
+        for c in gt_coords
+    ]
+    ref_peak = float(lowpass_volume(gt_maps[len(gt_maps) // 2], 10.0, pixel_size_A).max())
+    scale = 1.5 / ref_peak
+    weights = weights * scale
+    gt_maps = [(m * scale).numpy() for m in gt_maps]
+    gt_paths = []
+    for i, m in enumerate(gt_maps):
+        path = out / "gt" / f"map_{i:02d}.mrc"
+        write_map(path, m, pixel_size_A)
+        gt_paths.append(path)
+    # moving-domain mask over the motion range (for FSC inside the moving domain)
+    moving = phantom.domain > 0
+    moving_maps = [
+        render_volume(torch.tensor(deform(phantom, c, max_angle_deg)[moving] / pixel_size_A,
+                                   dtype=torch.float32), weights[moving], box, sigma_px).numpy()
+        for c in gt_coords
+    ]
+    moving_mask = _mask_from_maps(moving_maps, pixel_size_A, dilate_A=3.0, soft_A=4.0)
+    write_map(out / "moving_mask.mrc", moving_mask, pixel_size_A)
+    mask = _mask_from_maps(gt_maps, pixel_size_A, dilate_A=4.0, soft_A=6.0)
+    write_map(out / "mask.mrc", mask, pixel_size_A)
+    return weights, gt_paths, mask
+
+
+def render_particles(stack_path: Path, phantom: Phantom, weights: torch.Tensor, draws: Draws,
+                     *, box: int, pixel_size_A: float, sigma_px: float, snr: float,
+                     max_angle_deg: float, ctf_common: dict, batch: int, dev: torch.device,
+                     ) -> tuple[float, tuple[FourierAccumulator, FourierAccumulator]]:
+    """Images: analytic projections, zero-padded ×2, CTF and origin shift, cropped, plus
+    white noise at ``snr``; written to ``stack_path`` and inserted into one Wiener
+    accumulator per half set. Returns the noise σ and the two accumulators."""
+    n_particles = len(draws.coords)
+    padded, pad = 2 * box, box // 2
+    gen = torch.Generator().manual_seed(draws.noise_seed)
+    noise_sigma = None
+    accs = (FourierAccumulator(box, pixel_size_A, device=dev),
+            FourierAccumulator(box, pixel_size_A, device=dev))
+
+    def floats(a):
+        return torch.tensor(a, dtype=torch.float32, device=dev)
+
+    with StackWriter(stack_path, n_particles, box, pixel_size_A) as writer:
+        for s in range(0, n_particles, batch):
+            sl = slice(s, min(s + batch, n_particles))
+            pos = floats(_positions_batch(phantom, draws.coords[sl], max_angle_deg) / pixel_size_A)
+            rot = floats(draws.rotations[sl])
+            proj = render_projections(pos, weights.to(dev), rot, box, sigma_px)
+            ctf_kw = dict(defocus_u_A=floats(draws.df_u[sl]), defocus_v_A=floats(draws.df_v[sl]),
+                          defocus_angle_deg=floats(draws.df_ang[sl]), **ctf_common)
+            ctf = calculate_ctf_2d(pixel_size_A=pixel_size_A, image_size=padded, **ctf_kw)
+            shift_px = -floats(draws.shifts_A[sl]) / pixel_size_A
+            big = F.pad(proj, [pad, pad, pad, pad])
+            ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded, device=dev)
+            clean = torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box].cpu()
+            if noise_sigma is None:
+                noise_sigma = float(torch.sqrt(clean.var(dim=(1, 2)).mean() / snr))
+            noisy = clean + noise_sigma * torch.randn(clean.shape, generator=gen)
+            writer.write(s, noisy.numpy())
+            noisy = noisy.to(dev)
+            for h in (0, 1):
+                sel = torch.from_numpy(draws.half[sl] == h)
+                if sel.any():
+                    sel = sel.to(dev)
+                    accs[h].add(noisy[sel], rot[sel],
+                                torch.tensor(draws.shifts_A[sl], device=dev)[sel],
+                                {k: (v[sel] if torch.is_tensor(v) else v) for k, v in ctf_kw.items()})
+            log.info("simulated %d/%d particles", sl.stop, n_particles)
+    return noise_sigma, accs
+
+
+def write_particle_files(out: Path, stack_path: Path, draws: Draws, *, box: int,
+                         pixel_size_A: float, ctf_common: dict) -> None:
+    """``particles.star`` (RELION 3.1, true coordinates as ``_flexTrueCoordK``) and
+    ``ground_truth.csv`` (each particle's coordinates)."""
+    n_particles, n_motions = draws.coords.shape
+    optics = [OpticsGroup("opticsGroup1", pixel_size_A, box, ctf_common["voltage_kv"],
+                          ctf_common["spherical_aberration_mm"], ctf_common["amplitude_contrast"])]
+    table = ParticleTable(
+        rotations=draws.rotations, shifts_A=draws.shifts_A, defocus_u_A=draws.df_u,
+        defocus_v_A=draws.df_v, defocus_angle_deg=draws.df_ang,
+        phase_shift_deg=np.zeros(n_particles), bfactor_A2=np.zeros(n_particles),
+        ctf_scale=np.ones(n_particles), optics_group=np.zeros(n_particles, dtype=np.int64),
+        optics=optics, image_paths=np.array([stack_path.name] * n_particles, dtype=object),
+        image_indices=np.arange(n_particles), half_set=draws.half,
+        source_path=str(out / "particles.star"), source_format="relion31",
+    )
+    extra = {f"flexTrueCoord{k + 1}": draws.coords[:, k] for k in range(n_motions)}
+    write_star(table, out / "particles.star", extra_columns=extra)
+    header = ",".join(["particle"] + [f"coord{k + 1}" for k in range(n_motions)])
+    rows = "\n".join(",".join([str(i)] + [f"{c:.6f}" for c in draws.coords[i]])
+                     for i in range(n_particles))
+    write_text_atomic(out / "ground_truth.csv", header + "\n" + rows + "\n")
+
+
 def run_simulate(
     out_dir,
     *,
@@ -126,14 +277,7 @@ def run_simulate(
     device : torch device for rendering and the consensus reconstruction (results agree
         across devices to float rounding; the noise is drawn on the CPU).
     """
-    if n_particles < 4:
-        raise ConfigError(f"n_particles must be at least 4, got {n_particles}")
-    if n_motions not in (1, 2):
-        raise ConfigError(f"n_motions must be 1 or 2, got {n_motions}")
-    if box < 16:
-        raise ConfigError(f"box must be at least 16 px, got {box}")
-    if snr <= 0:
-        raise ConfigError(f"snr must be positive, got {snr}")
+    check_parameters(n_particles, n_motions, box, snr)
     t_start = time.time()
     out = prepare_outputs("simulate", out_dir, OUTPUTS)
     (out / "gt").mkdir(parents=True, exist_ok=True)
@@ -145,119 +289,29 @@ def run_simulate(
             f"the phantom ({2 * extent:.0f} Å across) does not fit a {box} px × "
             f"{pixel_size_A} Å box ({box * pixel_size_A:.0f} Å); use a larger box or pixel size")
     sigma_px = phantom.sigma_A / pixel_size_A
-
-    # Per-particle parameters (all drawn up front so the dataset does not depend on `batch`).
-    coords = rng.uniform(-1.0, 1.0, size=(n_particles, n_motions))
-    rotations = random_rotations(n_particles, rng)
-    shifts_A = rng.normal(0.0, shift_sigma_px, size=(n_particles, 2)) * pixel_size_A
-    mean_df = rng.uniform(*defocus_range_A, size=n_particles)
-    astig = rng.uniform(0.0, 250.0, size=n_particles)
-    df_u, df_v = mean_df + astig, mean_df - astig
-    df_ang = rng.uniform(-180.0, 180.0, size=n_particles)
-    half = rng.permutation(np.arange(n_particles) % 2).astype(np.int8)
-    noise_seed = int(rng.integers(2**31))
-
-    # Ground-truth maps along the motion; the mass scale makes the 10 Å low-passed map peak
-    # near 1.5, so CryoSPARC's default absolute mask threshold (0.5) is meaningful.
-    weights = torch.ones(len(phantom.positions_A))
+    draws = draw_particles(rng, n_particles, n_motions, pixel_size_A, shift_sigma_px,
+                           defocus_range_A)
     gt_coords = _gt_coordinates(n_motions, n_gt_maps)
-    gt_maps = [
-        render_volume(torch.tensor(deform(phantom, c, max_angle_deg) / pixel_size_A,
-                                   dtype=torch.float32), weights, box, sigma_px)
-        for c in gt_coords
-    ]
-    ref_peak = float(lowpass_volume(gt_maps[len(gt_maps) // 2], 10.0, pixel_size_A).max())
-    scale = 1.5 / ref_peak
-    weights = weights * scale
-    gt_maps = [(m * scale).numpy() for m in gt_maps]
-    gt_paths = []
-    for i, m in enumerate(gt_maps):
-        p = out / "gt" / f"map_{i:02d}.mrc"
-        write_map(p, m, pixel_size_A)
-        gt_paths.append(p)
-
-    # Moving-domain mask over the motion range (for FSC inside the moving domain).
-    moving = phantom.domain > 0
-    moving_maps = [
-        render_volume(torch.tensor(deform(phantom, c, max_angle_deg)[moving] / pixel_size_A,
-                                   dtype=torch.float32), weights[moving], box, sigma_px).numpy()
-        for c in gt_coords
-    ]
-    moving_mask = _mask_from_maps(moving_maps, pixel_size_A, dilate_A=3.0, soft_A=4.0)
-    write_map(out / "moving_mask.mrc", moving_mask, pixel_size_A)
-    mask = _mask_from_maps(gt_maps, pixel_size_A, dilate_A=4.0, soft_A=6.0)
-    write_map(out / "mask.mrc", mask, pixel_size_A)
-
-    # Images: analytic projections, zero-padded ×2, CTF and origin shift, cropped, + noise.
-    padded = 2 * box
-    pad = box // 2
-    gen = torch.Generator().manual_seed(noise_seed)
-    noise_sigma = None
-    dev = torch.device(device)
-    accs = (FourierAccumulator(box, pixel_size_A, device=dev),
-            FourierAccumulator(box, pixel_size_A, device=dev))
+    weights, gt_paths, mask = write_ground_truth_maps(out, phantom, gt_coords, max_angle_deg, box,
+                                                      pixel_size_A, sigma_px)
+    dev = distributed.resolve_device(device, "simulate.device")
     stack_path = out / "particles.mrcs"
     ctf_common = dict(voltage_kv=voltage_kv, spherical_aberration_mm=spherical_aberration_mm,
                       amplitude_contrast=amplitude_contrast)
-    with StackWriter(stack_path, n_particles, box, pixel_size_A) as writer:
-        for s in range(0, n_particles, batch):
-            sl = slice(s, min(s + batch, n_particles))
-            pos = torch.tensor(_positions_batch(phantom, coords[sl], max_angle_deg) / pixel_size_A,
-                               dtype=torch.float32, device=dev)
-            rot = torch.tensor(rotations[sl], dtype=torch.float32, device=dev)
-            proj = render_projections(pos, weights.to(dev), rot, box, sigma_px)
-            ctf_kw = dict(defocus_u_A=torch.tensor(df_u[sl], dtype=torch.float32, device=dev),
-                          defocus_v_A=torch.tensor(df_v[sl], dtype=torch.float32, device=dev),
-                          defocus_angle_deg=torch.tensor(df_ang[sl], dtype=torch.float32,
-                                                         device=dev),
-                          **ctf_common)
-            ctf = calculate_ctf_2d(pixel_size_A=pixel_size_A, image_size=padded, **ctf_kw)
-            shift_px = -torch.tensor(shifts_A[sl], dtype=torch.float32, device=dev) / pixel_size_A
-            big = F.pad(proj, [pad, pad, pad, pad])
-            ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded, device=dev)
-            clean = torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box].cpu()
-            if noise_sigma is None:
-                noise_sigma = float(torch.sqrt(clean.var(dim=(1, 2)).mean() / snr))
-            noisy = clean + noise_sigma * torch.randn(clean.shape, generator=gen)
-            writer.write(s, noisy.numpy())
-            noisy = noisy.to(dev)
-            for h in (0, 1):
-                sel = torch.from_numpy(half[sl] == h)
-                if sel.any():
-                    sel = sel.to(dev)
-                    accs[h].add(noisy[sel], rot[sel], torch.tensor(shifts_A[sl], device=dev)[sel],
-                                {k: (v[sel] if torch.is_tensor(v) else v) for k, v in ctf_kw.items()})
-            log.info("simulated %d/%d particles", sl.stop, n_particles)
-
+    noise_sigma, accs = render_particles(
+        stack_path, phantom, weights, draws, box=box, pixel_size_A=pixel_size_A,
+        sigma_px=sigma_px, snr=snr, max_angle_deg=max_angle_deg, ctf_common=ctf_common,
+        batch=batch, dev=dev)
     recon = reconstruct_halves(accs, mask=torch.as_tensor(mask, device=dev))
-    consensus = recon["full"]
-    write_map(out / "consensus.mrc", consensus, pixel_size_A)
+    write_map(out / "consensus.mrc", recon["full"], pixel_size_A)
     res = resolution_at(recon["fsc"], 0.143, pixel_size_A)
-
-    optics = [OpticsGroup("opticsGroup1", pixel_size_A, box, voltage_kv, spherical_aberration_mm,
-                          amplitude_contrast)]
-    table = ParticleTable(
-        rotations=rotations, shifts_A=shifts_A, defocus_u_A=df_u, defocus_v_A=df_v,
-        defocus_angle_deg=df_ang, phase_shift_deg=np.zeros(n_particles),
-        bfactor_A2=np.zeros(n_particles), ctf_scale=np.ones(n_particles),
-        optics_group=np.zeros(n_particles, dtype=np.int64), optics=optics,
-        image_paths=np.array([stack_path.name] * n_particles, dtype=object),
-        image_indices=np.arange(n_particles), half_set=half,
-        source_path=str(out / "particles.star"), source_format="relion31",
-    )
-    from ...core.io import write_star
-
-    extra = {f"flexTrueCoord{k + 1}": coords[:, k] for k in range(n_motions)}
-    write_star(table, out / "particles.star", extra_columns=extra)
-
-    header = ",".join(["particle"] + [f"coord{k + 1}" for k in range(n_motions)])
-    rows = "\n".join(",".join([str(i)] + [f"{c:.6f}" for c in coords[i]]) for i in range(n_particles))
-    write_text_atomic(out / "ground_truth.csv", header + "\n" + rows + "\n")
+    write_particle_files(out, stack_path, draws, box=box, pixel_size_A=pixel_size_A,
+                         ctf_common=ctf_common)
     summary = {
         "n_particles": n_particles, "box": box, "pixel_size_A": pixel_size_A, "snr": snr,
         "noise_sigma": noise_sigma, "n_motions": n_motions, "max_angle_deg": max_angle_deg,
         "n_atoms": int(len(phantom.positions_A)), "atom_sigma_A": phantom.sigma_A,
-        "moving_atoms": int(moving.sum()), "seed": seed,
+        "moving_atoms": int((phantom.domain > 0).sum()), "seed": seed,
         "gt_coordinates": gt_coords.tolist(),
         "gt_maps": [str(p.relative_to(out)) for p in gt_paths],
         "hinge_points_A": phantom.hinge_points_A.tolist(), "hinge_axes": phantom.hinge_axes.tolist(),

@@ -32,6 +32,7 @@ from ...core.fsc import format_resolution, fsc_curve, resolution_at, shell_frequ
 from ...core.fsc_outputs import format_fsc_axes, sharpen, write_fsc_table
 from ...core.io import read_latent_points, read_map, write_map
 from ...core.trained import load_trained_model
+from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.figures import new_figure, save_png
 from ...core.utils.logging import get_logger
@@ -105,8 +106,7 @@ def run_state_maps(checkpoint, recon_dir, out_dir, *, states, mesh=None, supersa
     device : ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
     recon_dir = Path(recon_dir)
-    dev = torch.device("cuda" if device == "auto" and torch.cuda.is_available() else
-                       ("cpu" if device == "auto" else device))
+    dev = distributed.resolve_device(device, "states.device")
     model = load_trained_model(checkpoint, mesh, device=dev)
     names, points, counts = read_states(states, model.latent_dim)
     out = prepare_outputs("state-maps", out_dir, [

@@ -54,8 +54,8 @@ def swept_keys(points: list[dict]) -> list[str]:
     return keys
 
 
-def summarise_sweep(points: list[dict], files: dict[str, list], table_path,
-                    plot_path, mode: str = "grid") -> pd.DataFrame:
+def run_sweep_summary(points: list[dict], files: dict[str, list], table_path,
+                      plot_path, mode: str = "grid") -> pd.DataFrame:
     """Write the sweep table (TSV) and a plot of its metrics per point; return the table.
 
     ``points`` are ``{"folder": ..., <key>: value}`` in the order of ``files``' lists

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ...core.utils import distributed as ddp
+from ...core.utils import distributed
 from ...core.utils.logging import get_logger
 
 log = get_logger("flexcore.train.init")
@@ -58,17 +58,17 @@ def gradient_pca_latents(renderer, data, volume, k_max, noise_var, k: int, devic
     local_fit = data.positions_of(fit_idx)  # positions in the held rows
     g_local = deformation_gradients(renderer, data, volume, k_max, noise_var, local_fit, device,
                                     n_vertices).double()
-    g = ddp.assemble_rows(g_local, np.searchsorted(fit_idx, data.rows[local_fit]), len(fit_idx))
+    g = distributed.assemble_rows(g_local, np.searchsorted(fit_idx, data.rows[local_fit]), len(fit_idx))
     mean = torch.zeros((1, g.shape[1]), dtype=torch.float64)
     comps = torch.zeros((g.shape[1], k), dtype=torch.float64)
-    if ddp.is_main():
+    if distributed.is_main():
         mean = g.mean(0, keepdim=True)
         _, s, v = torch.svd_lowrank(g - mean, q=min(k + 10, min(g.shape)), niter=4)
         comps = v[:, :k]  # (3Nv, k)
         log.info("latents initialised from deformation-gradient PCA (%d particles): singular "
                  "values %s", len(fit_idx), np.array2string(s.numpy()[: k + 3], precision=1))
     del g
-    mean, comps = ddp.broadcast_(mean), ddp.broadcast_(comps)
+    mean, comps = distributed.broadcast_(mean), distributed.broadcast_(comps)
     if n > max_fit:
         parts = []
         for start in range(0, len(data), max_fit):
@@ -79,6 +79,6 @@ def gradient_pca_latents(renderer, data, volume, k_max, noise_var, k: int, devic
         z_local = torch.cat(parts)
     else:
         z_local = (g_local - mean) @ comps
-    z = ddp.assemble_rows(z_local, data.rows, n).numpy()
+    z = distributed.assemble_rows(z_local, data.rows, n).numpy()
     z = (z - z.mean(0)) / np.maximum(z.std(0), 1e-12) * 0.5
     return np.clip(z, -1.4, 1.4).astype(np.float32)

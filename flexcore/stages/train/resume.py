@@ -42,7 +42,7 @@ FREE_KEYS = ("device", "log_every", "extra_epochs")
 PREP_FILES = ("particles.star", "particles.mrcs", "consensus.mrc")
 
 
-def run_fingerprint(cfg: TrainConfig, mesh_path, prep_dir, init_latents=None) -> dict:
+def training_fingerprint(cfg: TrainConfig, mesh_path, prep_dir, init_latents=None) -> dict:
     """The record that identifies a run (see the module docstring)."""
     prep_dir = Path(prep_dir)
     return {

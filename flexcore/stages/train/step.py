@@ -15,16 +15,17 @@ from ...core.io import read_init_latents, read_map
 from ...core.prep_info import PrepInfo
 from ...core.strain import log_strain, measure_strain
 from ...core.train_config import TrainConfig
-from ...core.utils import distributed as ddp
+from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
+from ...core.utils.launch import ranks_to_start, start_ranks
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
 from .data import TrainingData
 from .export import export_latents
 from .plots import plot_examples, plot_latents, plot_losses
-from .resume import PREP_FILES, TRAIN_OUTPUTS, checkpoint_to_resume, run_fingerprint
-from .trainer import Trainer, pick_device
+from .resume import PREP_FILES, TRAIN_OUTPUTS, checkpoint_to_resume, training_fingerprint
+from .trainer import Trainer
 
 log = get_logger("flexcore.train")
 
@@ -44,7 +45,8 @@ def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
 
 
 def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
-              on_existing: str = "refuse", init_latents=None, resume: bool = False) -> dict:
+              on_existing: str = "refuse", init_latents=None, resume: bool = False,
+              gpus: int = 1) -> dict:
     """Train latents, flow and canonical map; write checkpoints, latents and plots.
 
     Outputs in ``out_dir``: ``model.pt`` (the trained model, written last),
@@ -57,15 +59,21 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     or ``"auto"`` (resume when compatible, else restart); see :mod:`flexcore.stages.train.resume`.
     ``resume=True`` is ``on_existing="resume"``.
 
-    Started by torchrun (``python -m torch.distributed.run --nproc-per-node N -m flexcore
-    train …``), the N processes train one model data-parallel (see
-    :mod:`flexcore.stages.train.trainer`); rank 0 alone checks and writes the outputs, which are
-    those of a single process.
+    ``gpus > 1`` trains on that many ranks of this node: this call starts them with torchrun
+    (:func:`~flexcore.core.utils.launch.start_ranks`; also when started under torchrun
+    yourself). The N processes train one model data-parallel (see
+    :mod:`flexcore.stages.train.trainer`); rank 0 alone checks and writes the outputs, which
+    are those of a single process.
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
     cfg.validate()
     on_existing = "resume" if resume else on_existing
-    with ddp.process_group(pick_device(cfg.device)):
+    if ranks_to_start(gpus):
+        kwargs = dict(prep_dir=str(prep_dir), mesh_path=str(mesh_path), out_dir=str(out_dir),
+                      config=cfg.to_dict(), on_existing=on_existing,
+                      init_latents=str(init_latents) if init_latents else None, gpus=gpus)
+        return start_ranks("flexcore.stages.train.step:run_train", gpus, kwargs)
+    with distributed.process_group(distributed.resolve_device(cfg.device, "train.device")):
         return _train(Path(prep_dir), mesh_path, out_dir, cfg, on_existing, init_latents)
 
 
@@ -77,20 +85,20 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
     inputs = {f"prepared {name}": prep_dir / name for name in (*PREP_FILES, "prep.json")}
     inputs.update({"mesh": mesh_path, "starting-latents file": init_latents,
                    "source particle file": info.source_particles})
-    main = ddp.is_main()
+    main = distributed.is_main()
     found: dict = {}
 
     def prepare():  # rank 0 checks the folder, hashes the inputs, decides about a checkpoint
         out = prepare_outputs("train", out_dir, TRAIN_OUTPUTS, inputs)
-        fingerprint = run_fingerprint(cfg, mesh_path, prep_dir, init_latents)
+        fingerprint = training_fingerprint(cfg, mesh_path, prep_dir, init_latents)
         found["state"], ck = checkpoint_to_resume(out, fingerprint, on_existing)
         return out, fingerprint, ck
 
-    out, fingerprint, ck = ddp.run_on_main(prepare)
+    out, fingerprint, ck = distributed.on_main_rank(prepare)
     resumed = found.get("state") if main else (load_checkpoint(ck) if ck is not None else None)
-    shard = (lambda n: ddp.shard_rows(n, cfg.seed)) if ddp.is_distributed() else None
+    shard = (lambda n: distributed.shard_rows(n, cfg.seed)) if distributed.is_distributed() else None
     data = TrainingData.load(prep_dir, float16=cfg.images_float16, rows=shard,
-                             copies=ddp.ranks_on_node())
+                             copies=distributed.ranks_on_node())
     n_total = data.n_total
     if n_total < 2 * cfg.batch_size and cfg.batch_size > 8:
         log.warning("only %d particles for batch size %d", n_total, cfg.batch_size)
@@ -106,9 +114,9 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
     log.info("training %d particles (%d held out), K=%d, mesh %d vertices / %d cells, device %s",
              len(trainer.train_idx), len(trainer.val_idx), cfg.latent_dim, mesh.n_vertices,
              mesh.n_cells, trainer.device)
-    if ddp.world_size() > 1:
+    if distributed.world_size() > 1:
         log.info("data parallel on %d ranks: this rank holds %d particles, %d per step of %d",
-                 ddp.world_size(), len(data), ddp.share(cfg.batch_size), cfg.batch_size)
+                 distributed.world_size(), len(data), distributed.share(cfg.batch_size), cfg.batch_size)
     truth = _ground_truth_colour(prep_dir, data)
     while trainer.epoch < cfg.total_epochs:
         rec = trainer.run_epoch()
@@ -122,19 +130,7 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
         log.info("epoch %d done in %.0f s (%.0f particles/s)", rec["epoch"], rec["seconds"],
                  rec["particles_per_s"])
     z = trainer.global_latents().numpy()
-    strain = None
-    if main:
-        plot_latents(z, out / "latents.png", "final latents", cfg.latent_limit, color=truth)
-        if trainer.history:
-            plot_losses(trainer.history, out / "loss.png")
-            write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
-        _plot_examples(trainer, out / "examples.png")
-        source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
-        export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
-        strain = measure_strain(
-            lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)), mesh, z,
-            threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]
-        log_strain(strain, "train")
+    strain = _write_results(trainer, z, out, info, mesh, truth) if main else None
     final = trainer.state_dict()
     summary = {
         "n_particles": n_total, "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
@@ -142,7 +138,7 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
         "model": str(out / "model.pt"),
         "checkpoint": str(out / "checkpoints" / "checkpoint_last.pt"),
         "resumed_from_epoch": int(resumed["epoch"]) if resumed is not None else None,
-        "ranks": ddp.world_size(),
+        "ranks": distributed.world_size(),
         "strain": strain,
     }
     if main:
@@ -150,8 +146,27 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
         write_provenance(out / "train.json", "train", cfg.to_dict(), extra={
             "prep_dir": str(prep_dir.resolve()), "mesh": str(Path(mesh_path).resolve()),
             **summary})
-    ddp.barrier()  # the other ranks return once the outputs exist
+    distributed.barrier()  # the other ranks return once the outputs exist
     return summary
+
+
+def _write_results(trainer: Trainer, z: np.ndarray, out: Path, info: PrepInfo, mesh,
+                   truth) -> dict:
+    """Rank 0 after the last epoch: final plots, the latents exported into the user's
+    particle file, and the strain of the learned motion (returned)."""
+    cfg, data = trainer.cfg, trainer.data
+    plot_latents(z, out / "latents.png", "final latents", cfg.latent_limit, color=truth)
+    if trainer.history:
+        plot_losses(trainer.history, out / "loss.png")
+        write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
+    _plot_examples(trainer, out / "examples.png")
+    source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
+    export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
+    strain = measure_strain(
+        lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)), mesh, z,
+        threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]
+    log_strain(strain, "train")
+    return strain
 
 
 def _ground_truth_colour(prep_dir, data) -> np.ndarray | None:

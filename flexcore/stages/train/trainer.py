@@ -27,7 +27,7 @@ from ...core.model.flow import FlowGenerator
 from ...core.model.priors import inject_noise, rigidity_penalty
 from ...core.schedule import k_max_for_epoch, lr_for_epoch, working_box
 from ...core.train_config import TrainConfig
-from ...core.utils import distributed as ddp
+from ...core.utils import distributed
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
 from .data import TrainingData
@@ -36,11 +36,6 @@ from .latents import LatentInference, latent_grid
 from .renderer import Renderer
 
 log = get_logger("flexcore.train")
-
-
-def pick_device(name: str) -> torch.device:
-    """The training device for ``train.device`` (under torchrun, the rank's own GPU)."""
-    return ddp.resolve_device(name, "train.device")
 
 
 def epoch_seed(seed: int, epoch: int, rank: int = 0) -> int:
@@ -68,15 +63,15 @@ class Trainer:
                  resuming: bool = False):
         self.data, self.mesh, self.cfg = data, mesh, cfg
         self.out = Path(out_dir)
-        self.device = pick_device(cfg.device)
+        self.device = distributed.resolve_device(cfg.device, "train.device")
         self.mesh_path = str(mesh_path) if mesh_path else None
         self.mesh_sha = file_sha256(mesh_path) if mesh_path else None
         torch.manual_seed(cfg.seed)
         np.random.seed(cfg.seed % 2**32)
-        self.distributed = ddp.is_distributed()
-        if cfg.batch_size < ddp.world_size():
+        self.distributed = distributed.is_distributed()
+        if cfg.batch_size < distributed.world_size():
             raise ConfigError(f"train.batch_size = {cfg.batch_size}: must be at least the number "
-                              f"of ranks ({ddp.world_size()})")
+                              f"of ranks ({distributed.world_size()})")
         n, k = data.n_total or len(data), cfg.latent_dim
         self.n_total = n
         self.rows = data.rows if data.rows is not None else np.arange(n)  # held particles
@@ -131,7 +126,7 @@ class Trainer:
     def global_latents(self) -> torch.Tensor:
         """Every particle's latent ``(N, K)`` in prepared-particle order (a collective
         under torchrun: every rank must call it)."""
-        return ddp.assemble_rows(self.latents, self.rows, self.n_total).clone()
+        return distributed.assemble_rows(self.latents, self.rows, self.n_total).clone()
 
     # ----------------------------------------------------------------- helpers
     def renderer(self, box: int) -> Renderer:
@@ -141,37 +136,29 @@ class Trainer:
                                             convection=self.cfg.convection)
         return self._renderers[box]
 
-    def _rigidity(self, disp: torch.Tensor) -> torch.Tensor:
-        sub = disp[: self.cfg.rigidity_subsample]
-        return rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w, sub).mean()
-
     def _step_sizes(self, n_local: int) -> tuple[int, int, list[int], list[int]]:
-        """Batch and rigidity sub-batch of this rank, number of steps of the epoch, and per
-        step the particles and rigidity images of the whole step (all ranks)."""
+        """Batch and rigidity sub-batch of this rank, and per step of the epoch the
+        particles and rigidity images of the whole step (all ranks; one process is the
+        case of one rank)."""
         cfg = self.cfg
-        if not self.distributed:
-            n_steps = math.ceil(n_local / cfg.batch_size)
-            sizes = [min(cfg.batch_size, n_local - b * cfg.batch_size) for b in range(n_steps)]
-            return cfg.batch_size, cfg.rigidity_subsample, sizes, \
-                [min(cfg.rigidity_subsample, s) for s in sizes]
-        world = ddp.world_size()
-        counts = ddp.per_rank(n_local)
-        bs = [ddp.share(cfg.batch_size, world, r) for r in range(world)]
-        sub = [ddp.share(cfg.rigidity_subsample, world, r) for r in range(world)]
+        world = distributed.world_size()
+        counts = distributed.per_rank(n_local)
+        bs = [distributed.share(cfg.batch_size, world, r) for r in range(world)]
+        sub = [distributed.share(cfg.rigidity_subsample, world, r) for r in range(world)]
         n_steps = max(math.ceil(int(c) / b) for c, b in zip(counts, bs))
         step_n, step_sub = [], []
         for b in range(n_steps):
             part = [max(0, min(bs[r], int(counts[r]) - b * bs[r])) for r in range(world)]
             step_n.append(sum(part))
             step_sub.append(sum(min(sub[r], part[r]) for r in range(world)))
-        me = ddp.rank()
+        me = distributed.rank()
         return bs[me], sub[me], step_n, step_sub
 
     def _sync_parameters(self) -> None:
         """Rank 0's θ and V on every rank (they agree already; this keeps them so)."""
         with torch.no_grad():
             for p in [*self.flow.parameters(), self.volume]:
-                ddp.broadcast_(p)
+                distributed.broadcast_(p)
 
     def epoch_plan(self, epoch: int) -> dict:
         cfg = self.cfg
@@ -206,11 +193,11 @@ class Trainer:
         ``z (B, K)`` are the (noise-injected) latents of this rank's ``B`` particles of the
         step, ``observed``, ``rot``, ``ctf``, ``shifts`` their data at the working box. The
         whole step has ``n_step`` particles over all ranks, ``n_sub`` of which enter the
-        rigidity penalty (this rank's first ``sub``). A single process returns the batch
-        means (rigidity over the first ``rigidity_subsample`` images). Under torchrun each
-        rank returns its sums divided by the step's counts, so the losses — and θ and V
-        gradients — summed over ranks are those of the mean over the union batch: the
-        rigidity prior is counted once, not once per rank.
+        rigidity penalty (this rank's first ``sub``). Each rank returns its means weighted by
+        its share of the step's counts, so the losses — and θ and V gradients — summed over
+        ranks are those of the mean over the union batch: the rigidity prior is counted
+        once, not once per rank. One process is one rank whose weights are 1: the batch
+        means, rigidity over the first ``rigidity_subsample`` images.
         """
         cfg, dev = self.cfg, self.device
         with torch.autocast(device_type=dev.type, dtype=torch.bfloat16,
@@ -219,16 +206,14 @@ class Trainer:
         disp = disp.float()
         spec = r.spectra(canon, disp, rot, ctf, shifts)
         per_image = r.model.nll(spec, observed, band, noise_var)
+        # this rank's means, weighted by its share of the step: summed over the ranks they
+        # are the means over the union batch (with one rank the weights are exactly 1)
+        nll = per_image.mean() * (len(per_image) / n_step)
         rig = torch.zeros((), device=dev)
-        if not self.distributed:
-            nll = per_image.mean()
-            if cfg.rigidity_lambda > 0:
-                rig = self._rigidity(disp)
-        else:
-            nll = per_image.sum() / n_step
-            if cfg.rigidity_lambda > 0 and sub > 0:
-                rig = rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w,
-                                       disp[:sub]).sum() / n_sub
+        n_rig = min(sub, len(disp))
+        if cfg.rigidity_lambda > 0 and n_rig > 0:
+            rig = rigidity_penalty(self.points, self.cells, self.edges_inv, self.rigidity_w,
+                                   disp[:sub]).mean() * (n_rig / n_sub)
         return nll + cfg.rigidity_lambda * rig, nll, rig
 
     # ----------------------------------------------------------------- one epoch
@@ -242,9 +227,9 @@ class Trainer:
             g["lr"] = plan["lr_flow"]
         for g in self.opt_density.param_groups:
             g["lr"] = plan["lr_density"]
-        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, ddp.rank()))
+        gen = torch.Generator().manual_seed(epoch_seed(cfg.seed, epoch, distributed.rank()))
         if self.distributed:  # each rank's own noise-injection stream, re-derived each epoch
-            torch.manual_seed(2**40 + epoch_seed(cfg.seed, epoch, ddp.rank()))
+            torch.manual_seed(2**40 + epoch_seed(cfg.seed, epoch, distributed.rank()))
             self._sync_parameters()
         order = self.local_train[torch.randperm(len(self.local_train), generator=gen).numpy()]
         batch, sub, step_n, step_sub = self._step_sizes(len(order))
@@ -262,7 +247,7 @@ class Trainer:
             self.opt_flow.zero_grad(set_to_none=True)
             self.opt_density.zero_grad(set_to_none=True)
             if len(idx) == 0:  # this rank's shard is used up; it still joins the step
-                ddp.all_reduce_grads(params)
+                distributed.all_reduce_grads(params)
                 self.opt_flow.step()
                 self.opt_density.step()
                 continue
@@ -282,7 +267,7 @@ class Trainer:
             loss, nll, rig = self.step_loss(r, canon, z_noisy, obs, rot, ctf, shifts, band,
                                             noise_var, step_n[b], step_sub[b], sub)
             loss.backward()
-            ddp.all_reduce_grads(params)
+            distributed.all_reduce_grads(params)
             self.opt_flow.step()
             self.opt_density.step()
             sums["nll"] += float(nll.detach()) * step_n[b]
@@ -295,10 +280,10 @@ class Trainer:
                 log.info("  epoch %d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
                          "epoch ETA %.0f s", epoch + 1, b + 1, n_batches, sums["nll"] / sums["n"],
                          sums["rigidity"] / sums["n"], rate, eta)
-        if self.distributed:  # the epoch's sums over every rank's particles
-            sums["nll"], sums["rigidity"], n_all = ddp.sum_floats(sums["nll"], sums["rigidity"],
-                                                                  sums["n"])
-            sums["n"] = int(n_all)
+        # the epoch's sums over every rank's particles
+        sums["nll"], sums["rigidity"], n_all = distributed.sum_floats(sums["nll"], sums["rigidity"],
+                                                                      sums["n"])
+        sums["n"] = int(n_all)
         # coefficients in the band (each of the full FFT once): the NLL grows with their
         # number, so the loss plot divides by it (≈ ½ per coefficient at the noise level)
         n_coeff = float(((band > 0) * r.model.half_weight).sum())
@@ -339,8 +324,7 @@ class Trainer:
                 full += float(r.model.nll(spec_f, obs, band, noise_var).sum())
                 rigid += float(r.model.nll(spec_r, obs, band, noise_var).sum())
         self.flow.requires_grad_(True)
-        if self.distributed:
-            full, rigid = ddp.sum_floats(full, rigid)
+        full, rigid = distributed.sum_floats(full, rigid)
         n = len(self.val_idx)
         log.info("  validation (%d particles): nll with flow %.3f, rigid %.3f (gain %.3f per "
                  "particle)", n, full / n, rigid / n, (rigid - full) / n)

@@ -1,0 +1,1 @@
+"""The workflow's ``provenance.yaml``: what produced a results folder (rule ``provenance``)."""
