@@ -23,10 +23,10 @@ def bars_wanted(stream=None) -> bool:
 
 
 def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit: str = "batch",
-             stream=None) -> Iterable:
-    """``iterable`` wrapped in a progress bar on ``stream`` when :func:`bars_wanted`, else
-    ``iterable`` itself (nothing is written)."""
-    if not bars_wanted(stream):
+             stream=None, enabled: bool = True) -> Iterable:
+    """``iterable`` wrapped in a progress bar on ``stream`` when ``enabled`` (e.g. on the
+    main rank only) and :func:`bars_wanted`, else ``iterable`` itself (nothing is written)."""
+    if not enabled or not bars_wanted(stream):
         return iterable
     from tqdm import tqdm
 
@@ -36,11 +36,9 @@ def progress(iterable: Iterable, total: int | None = None, desc: str = "", unit:
 
 def format_eta(seconds: float) -> str:
     """``"2 h 05 min"``, ``"4 min 10 s"`` or ``"12 s"`` (a remaining time for a log line)."""
-    seconds = max(0.0, float(seconds))
+    seconds = max(0, int(round(seconds)))
     if seconds >= 3600:
-        h, rest = divmod(int(round(seconds / 60)), 60)
-        return f"{h} h {rest:02d} min"
+        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
     if seconds >= 60:
-        m, s = divmod(int(round(seconds)), 60)
-        return f"{m} min {s:02d} s"
-    return f"{seconds:.0f} s"
+        return f"{seconds // 60} min {seconds % 60:02d} s"
+    return f"{seconds} s"
