@@ -46,8 +46,10 @@ def check_user_files(cfg):
     """Every user file named in the config exists and is not a file the workflow writes
     (else fail naming its key)."""
     source = cfg["input"]["source"]
-    needed = {"files": ("particles", "consensus_map"),
-              "cryodrgn": ("particles", "consensus_map", "poses", "ctf")}.get(source, ())
+    needed = {
+        "files": ("particles", "consensus_map"),
+        "cryodrgn": ("particles", "consensus_map", "poses", "ctf"),
+    }.get(source, ())
     for key in needed:
         if not cfg["input"][key]:
             fail_config(f"input.{key}", f"required when input.source is '{source}'")
@@ -135,6 +137,14 @@ def prep_user_files(wildcards):
     if is_cryodrgn():
         files |= {"poses": config["input"]["poses"], "ctf": config["input"]["ctf"]}
     return files
+
+
+def converted_source_output():
+    """prep's extra output for cryoDRGN input: the full-resolution particles converted to
+    STAR (source.star), which the later stages read as the source particle file."""
+    if is_cryodrgn():
+        return {"source": "results/{dataset}/prep/source.star"}
+    return {}
 
 
 def source_consensus_map(wildcards):
@@ -235,7 +245,9 @@ def reconstruct_parameters():
 def particle_format():
     """Extension of the selected subsets: that of the source particle file prep records
     (a .cs stays .cs; STAR, simulated and cryoDRGN input give STAR)."""
-    if config["input"]["source"] == "files" and config["input"]["particles"].lower().endswith(".cs"):
+    if config["input"]["source"] == "files" and config["input"][
+        "particles"
+    ].lower().endswith(".cs"):
         return "cs"
     return "star"
 

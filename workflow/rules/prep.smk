@@ -2,12 +2,11 @@ rule prep:
     input:
         unpack(prep_user_files),
     output:
+        **converted_source_output(),
         particles="results/{dataset}/prep/particles.star",
         stack="results/{dataset}/prep/particles.mrcs",
         consensus="results/{dataset}/prep/consensus.mrc",
         info="results/{dataset}/prep/prep.json",
-        # cryoDRGN input only: the full-resolution particles as STAR, read by later stages
-        **({"source": "results/{dataset}/prep/source.star"} if is_cryodrgn() else {}),
     log:
         "results/{dataset}/logs/prep.log",
     benchmark:

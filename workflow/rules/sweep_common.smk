@@ -175,7 +175,9 @@ def sweep_point(wildcards):
     for row in SWEEP:
         if row["folder"] == wildcards.point:
             return {k: v for k, v in row.items() if k != "folder"}
-    raise WorkflowError(f"{wildcards.point} is not a point of sweep {config['sweep']['name']}")
+    raise WorkflowError(
+        f"{wildcards.point} is not a point of sweep {config['sweep']['name']}"
+    )
 
 
 def point_values(wildcards, section):
