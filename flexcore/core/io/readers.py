@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
-from .cryodrgn import read_cryodrgn
+from .cryodrgn import read_cryodrgn, read_stack_list
 from .cryosparc import NUMPY_MAGIC, read_cs, write_cs
 from .particles import ParticleTable
 from .star import read_star, write_star
@@ -118,3 +118,32 @@ def write_particles(table: ParticleTable, path, extra: dict[str, np.ndarray] | N
         write_cs(table, path, extra_fields=extra)
     else:
         raise ValueError(f"{path}: cannot tell the format from the extension; use .star or .cs")
+
+
+def count_particles(path) -> int:
+    """Rows of a particle file without parsing it: the ``data_particles`` loop of a STAR file
+    (the first loop of a RELION 3.0 file), the length of a ``.cs`` array, or the images of a
+    cryoDRGN stack or list. For sizing jobs before the file is read in full."""
+    path = Path(path)
+    kind = detect_particle_format(path)
+    if kind == "cs":
+        return int(len(np.load(path, mmap_mode="r", allow_pickle=False)))
+    if kind == "cryodrgn":
+        return len(read_stack_list(path)[1])
+    rows: dict[str, int] = {}  # loop rows of each data block, in file order
+    block, in_loop = "", False
+    with open(path, errors="replace") as f:
+        for raw in f:
+            line = raw.strip()
+            if line.startswith("data_"):
+                block, in_loop = line, False
+                continue
+            if line.startswith("loop_"):
+                in_loop = True
+                rows.setdefault(block, 0)
+                continue
+            if in_loop and line and not line.startswith(("#", "_")):
+                rows[block] += 1
+    if "data_particles" in rows:
+        return rows["data_particles"]
+    return next((v for k, v in rows.items() if k != "data_optics"), 0)
