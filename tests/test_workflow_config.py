@@ -133,6 +133,9 @@ def dry_run(tmp_path, config: dict, *args):
                 "consensus_map": "no/such/map.mrc"}},
      ["config key input.particles: file 'no/such/particles.star' does not exist"]),
     ({"input": {"source": "files"}}, ["config key input.particles: required"]),
+    ({"input": {"source": "cryodrgn", "particles": "p.txt", "consensus_map": "m.mrc"}},
+     ["config key input.poses: required when input.source is 'cryodrgn'"]),
+    ({"input": {"poses": "poses.pkl"}}, ["config key input.poses: is for input.source: cryodrgn"]),
     ({"input": {"mask": "missing_mask.mrc"}},
      ["config key input.mask: file 'missing_mask.mrc' does not exist"]),
     ({"prep": {"crop_box": 40}}, ["config key simulate.use_mask"]),
@@ -140,6 +143,17 @@ def dry_run(tmp_path, config: dict, *args):
      ["config key sweep.parameters.learning_rate"]),
     ({"sweep": {"name": "s", "parameters": {"gpus": [1, 2]}}},
      ["config key sweep.parameters.gpus: is how many GPUs a job uses"]),
+    ({"sweep": {"name": "s", "parameters": {"prep.train_box": [40, 41]}}},
+     ["config key sweep.parameters.prep.train_box: value 41 does not fit prep.train_box"]),
+    ({"sweep": {"name": "s", "parameters": {"train.epochs": [2, "many"]}}},
+     ["config key sweep.parameters.train.epochs: value 'many' does not fit"]),
+    ({"sweep": {"name": "s", "parameters": {"simulate.box": [32]}}},
+     ["config key sweep.parameters.simulate.box: not a key of prep, mesh, train"]),
+    ({"sweep": {"name": "s", "mode": "zip",
+                "parameters": {"n_cells": [12, 16], "rigidity_lambda": [1.0]}}},
+     ["config key sweep.parameters: mode zip pairs the i-th values"]),
+    ({"sweep": {"name": "s", "parameters": {"reconstruct.scratch_dir": ["a/b", "a b"]}}},
+     ["share the folder name reconstruct.scratch_dir~a-b"]),
     ({"generate": {"from_reconstruction": True}, "reconstruct": {"enabled": False}},
      ["config key generate.from_reconstruction"]),
     ({"select": {"enabled": False}}, ["config key states.source"]),
@@ -202,3 +216,52 @@ def test_user_files_and_sweep_points_appear_as_inputs(tmp_path):
             assert f"{point}/mesh/mesh.npz" in out  # mesh parameters swept: own mesh
             assert f"{point}/train/train.json" in out
     assert str(data / "mask.mrc") in out and str(data / "z.npy") in out
+
+
+def test_cryodrgn_source_feeds_prep_its_pickles(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("particles.txt", "poses.pkl", "ctf.pkl", "map.mrc"):
+        (data / name).write_text("placeholder")
+    config = {"dataset": "bench",
+              "input": {"source": "cryodrgn", "particles": str(data / "particles.txt"),
+                        "poses": str(data / "poses.pkl"), "ctf": str(data / "ctf.pkl"),
+                        "consensus_map": str(data / "map.mrc")}}
+    result = dry_run(tmp_path, config, "--printshellcmds", "--forcerun", "prep")
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout
+    assert "rule simulate" not in out and "rule evaluate" not in out
+    assert str(data / "poses.pkl") in out and str(data / "ctf.pkl") in out
+    assert "results/bench/prep/source.star" in out and "results/bench/train/z.pkl" in out
+    assert "results/bench/select/cluster1.star" in out  # subsets of the converted STAR
+
+
+def test_zip_sweep_and_sweeps_of_prep_reconstruct_and_select_keys(tmp_path):
+    from snakemake_cli import planned_jobs
+
+    sweeps = ROOT / "config" / "sweeps"
+    paired = yaml.safe_load((sweeps / "paired.yaml").read_text())
+    result = dry_run(tmp_path, paired)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["sweep_prep"] == jobs["sweep_mesh"] == jobs["sweep_train"] == 3  # zip: 3, not 27
+    point = "results/demo/sweep/paired/prep.train_box~40_train.latent_dim~1_train.rigidity_lambda~2.0"
+    assert f"{point}/prep/particles.star" in result.stdout
+    grid = yaml.safe_load((sweeps / "mesh_and_rigidity.yaml").read_text())
+    result = dry_run(tmp_path, grid)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert planned_jobs(result.stdout)["sweep_train"] == 4 and "sweep_prep" not in result.stdout
+    # reconstruct and select keys alone reuse the main training; odd values get safe folders
+    later = {"sweep": {"name": "later", "mode": "zip",
+                       "parameters": {"reconstruct.scratch_dir": ["/tmp/a b", "../up"],
+                                      "select.n_clusters": [2, 4]}}}
+    result = dry_run(tmp_path, later)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["sweep_reconstruct"] == jobs["sweep_select"] == 2 and "sweep_train" not in jobs
+    root = "results/demo/sweep/later"
+    assert f"{root}/reconstruct.scratch_dir~tmp-a-b_select.n_clusters~2/select/select.json" \
+        in result.stdout
+    assert f"{root}/reconstruct.scratch_dir~up_select.n_clusters~4/reconstruct/recon.json" \
+        in result.stdout
+    assert "sweep/later/.." not in result.stdout and " b_select" not in result.stdout

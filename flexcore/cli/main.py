@@ -27,6 +27,7 @@ COMMANDS = {
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
     "evaluate-reconstruction": "score the reconstructions against a simulation's ground truth",
+    "evaluate-conformations": "per-conformation FSC-AUC against ground-truth maps (CryoBench)",
 }
 # commands that are no pipeline stage: file tools over flexcore.core
 TOOLS = {

@@ -12,6 +12,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 USER_FILE_KEYS = [
     ("input", "particles"),
     ("input", "consensus_map"),
+    ("input", "poses"),
+    ("input", "ctf"),
     ("input", "mask"),
     ("input", "segmentation"),
     ("input", "cryosparc_mesh"),
@@ -43,10 +45,17 @@ def is_inside(path, folder):
 def check_user_files(cfg):
     """Every user file named in the config exists and is not a file the workflow writes
     (else fail naming its key)."""
-    if cfg["input"]["source"] == "files":
-        for key in ("particles", "consensus_map"):
-            if not cfg["input"][key]:
-                fail_config(f"input.{key}", "required when input.source is 'files'")
+    source = cfg["input"]["source"]
+    needed = {
+        "files": ("particles", "consensus_map"),
+        "cryodrgn": ("particles", "consensus_map", "poses", "ctf"),
+    }.get(source, ())
+    for key in needed:
+        if not cfg["input"][key]:
+            fail_config(f"input.{key}", f"required when input.source is '{source}'")
+    for key in ("poses", "ctf"):
+        if cfg["input"][key] and source != "cryodrgn":
+            fail_config(f"input.{key}", "is for input.source: cryodrgn only")
     for section, key in USER_FILE_KEYS:
         path = cfg[section][key]
         owned = folder_written_by_the_workflow(cfg, section)
@@ -164,6 +173,30 @@ def source_particles(wildcards):
     return config["input"]["particles"]
 
 
+def is_cryodrgn():
+    """True when the particles are a cryoDRGN dataset (stacks + poses.pkl + ctf.pkl)."""
+    return config["input"]["source"] == "cryodrgn"
+
+
+def prep_user_files(wildcards):
+    """prep's inputs: particles and consensus map, and cryoDRGN's poses and CTF pickles."""
+    files = {
+        "particles": source_particles(wildcards),
+        "consensus_map": source_consensus_map(wildcards),
+    }
+    if is_cryodrgn():
+        files |= {"poses": config["input"]["poses"], "ctf": config["input"]["ctf"]}
+    return files
+
+
+def converted_source_output():
+    """prep's extra output for cryoDRGN input: the full-resolution particles converted to
+    STAR (source.star), which the later stages read as the source particle file."""
+    if is_cryodrgn():
+        return {"source": "results/{dataset}/prep/source.star"}
+    return {}
+
+
 def source_consensus_map(wildcards):
     """The consensus map given to prep: the simulation's or the user's."""
     if is_simulated():
@@ -260,8 +293,11 @@ def reconstruct_parameters():
 
 
 def particle_format():
-    """Extension of the selected subsets: that of the particle file given to prep."""
-    if not is_simulated() and config["input"]["particles"].lower().endswith(".cs"):
+    """Extension of the selected subsets: that of the source particle file prep records
+    (a .cs stays .cs; STAR, simulated and cryoDRGN input give STAR)."""
+    if config["input"]["source"] == "files" and config["input"][
+        "particles"
+    ].lower().endswith(".cs"):
         return "cs"
     return "star"
 

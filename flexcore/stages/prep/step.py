@@ -1,14 +1,18 @@
 """``flexcore prep``: particles and consensus map at the training box.
 
-Reads any particle file (RELION 3.0/3.1+/5 STAR or cryoSPARC ``.cs``) and the consensus
-map, checks they agree (box, pixel size), optionally crops the box in real space (the box
-for high-resolution reconstruction) and Fourier-crops particles and map to the training
+Reads any particle file (RELION 3.0/3.1+/5 STAR, cryoSPARC ``.cs``, or a cryoDRGN stack
+with its ``poses.pkl`` and ``ctf.pkl``) and the consensus map, checks they agree (box,
+pixel size), optionally crops the box in real space (the box for high-resolution
+reconstruction) and Fourier-crops particles and map to the training
 box. It measures the particles' contrast sign and scale against projections of the
 consensus map (flipping inverted particles) and the residual noise spectrum, and writes:
 
 * ``particles.star`` + ``particles.mrcs`` — prepared particles (RELION 3.1; shifts in Å;
   ``_flexSourceIndex`` links each row to the input file's row, i.e. the full-resolution image);
 * ``consensus.mrc`` — the consensus map at the training box;
+* ``source.star`` — for cryoDRGN input only: the full-resolution particles converted once
+  into flexcore's conventions (RELION 3.1 STAR naming the original stacks); the later stages
+  read it as the source particle file;
 * ``prep.json`` — sizes, pixel sizes, sign/scale, noise, half-set origin, the particles'
   agreement with the map and provenance.
 
@@ -190,13 +194,16 @@ def run_prep(
     auto_sign: bool = True,
     seed: int = 0,
     project_dir=None,
+    poses=None,
+    ctf=None,
     batch: int = 512,
 ) -> PrepInfo:
     """Prepare particles for training (see the module docstring for the outputs).
 
     Parameters
     ----------
-    particles : RELION ``.star`` or cryoSPARC ``.cs`` with a consensus refinement's poses.
+    particles : RELION ``.star`` or cryoSPARC ``.cs`` with a consensus refinement's poses, or
+        a cryoDRGN ``.mrcs`` stack / ``.txt`` list of stacks (then ``poses`` and ``ctf``).
     consensus_map : the consensus map (same box and pixel size as the particles).
     train_box : training box (Fourier crop target, even, ≤ the crop box).
     crop_box : real-space crop of the particles and map first (None = keep the box).
@@ -206,6 +213,7 @@ def run_prep(
     auto_sign : flip particles whose contrast is inverted relative to the map.
     project_dir : the RELION/cryoSPARC project folder the particles' image paths are
         relative to (default: searched above the particle file); kept in ``prep.json``.
+    poses, ctf : cryoDRGN ``poses.pkl`` and ``ctf.pkl`` for a cryoDRGN ``particles``.
 
     The steps, in order: read and check the inputs (:func:`read_prep_inputs`), choose the
     half sets (:func:`~flexcore.core.half_sets.assign_half_sets`), measure the contrast
@@ -215,7 +223,8 @@ def run_prep(
     t0 = time.time()
     inputs = read_prep_inputs(particles, consensus_map, out_dir, train_box=train_box,
                               crop_box=crop_box, n_particles=n_particles,
-                              pixel_size_A=pixel_size_A, project_dir=project_dir)
+                              pixel_size_A=pixel_size_A, project_dir=project_dir,
+                              poses=poses, ctf=ctf)
     table, source, out = inputs.table, inputs.source, inputs.out
     half, half_origin = assign_half_sets(table.half_set, image_groups(table, source),
                                          resplit=resplit, seed=seed, where=particles)
@@ -230,8 +239,16 @@ def run_prep(
     write_prepared_table(table, half, stack, out / "particles.star", train_box,
                          inputs.train_psize)
     n, box, psize = len(table), table.box, table.pixel_size_A
+    source_file = Path(particles)
+    if table.source_format == "cryodrgn":  # once, here: later stages read this STAR as the source
+        source_file = out / "source.star"
+        converted = table.subset(np.arange(n))
+        converted.half_set = half
+        write_star(converted, source_file)
+        log.info("converted the cryoDRGN particles (%s, %s, %s) to %s", particles, poses, ctf,
+                 source_file)
     info = PrepInfo(
-        source_particles=str(Path(particles).resolve()),
+        source_particles=str(source_file.resolve()),
         source_map=str(Path(consensus_map).resolve()),
         n_particles=n,
         original_box=box, original_pixel_size_A=psize,
@@ -246,7 +263,8 @@ def run_prep(
     )
     params = dict(train_box=train_box, crop_box=crop_box, n_particles=n_particles,
                   pixel_size_A=pixel_size_A, resplit=resplit, auto_sign=auto_sign, seed=seed,
-                  project_dir=str(project_dir) if project_dir else None)
+                  project_dir=str(project_dir) if project_dir else None,
+                  poses=str(poses) if poses else None, ctf=str(ctf) if ctf else None)
     info.write(out / "prep.json", params)
     log.info("prepared %d particles: box %d → %d (%.3g Å/px, Nyquist %.2f Å); contrast scale "
              "%.3g%s (map correlation %+.3f, %.1f× chance); half sets %s %s; wrote %s", n, box,
@@ -272,11 +290,12 @@ class PrepInputs:
 
 def read_prep_inputs(particles, consensus_map, out_dir, *, train_box: int,
                      crop_box: int | None, n_particles: int | None, pixel_size_A: float | None,
-                     project_dir) -> PrepInputs:
+                     project_dir, poses=None, ctf=None) -> PrepInputs:
     """Read and check everything before any work: the particles (poses required), the box
     sizes, the map against the particles, every stack and index, the output folder (no
     input replaced) and its free space (stack, map and table)."""
-    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir)
+    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir,
+                           poses=poses, ctf=ctf)
     table.require_poses()
     box, psize = table.box, table.pixel_size_A
     crop = crop_box or box
@@ -295,8 +314,10 @@ def read_prep_inputs(particles, consensus_map, out_dir, *, train_box: int,
     source.check_all_present()
     stacks = {f"image stack {name}": source.reader(str(name)).path
               for name in np.unique(table.image_paths)}
-    out = prepare_outputs("prep", out_dir, OUTPUTS, {"particle file": particles,
-                                                     "consensus map": consensus_map, **stacks})
+    converted = ("source.star",) if table.source_format == "cryodrgn" else ()
+    out = prepare_outputs("prep", out_dir, OUTPUTS + converted,
+                          {"particle file": particles, "consensus map": consensus_map,
+                           "poses": poses, "CTF table": ctf, **stacks})
     n = len(table)
     check_free_space(out, 4 * (n * train_box**2 + train_box**3) + 2048 + 600 * n,
                      what=f"the prepared particles ({n} images at {train_box} px)")
