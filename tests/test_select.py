@@ -9,6 +9,7 @@ tests/test_train.py, on the model that file trains.
 from __future__ import annotations
 
 import json
+import logging
 import re
 import warnings
 
@@ -227,6 +228,65 @@ def test_cli_and_bad_input(sim, tmp_path, capsys):
     write_star(read_particles(root / "sim/particles.star").subset(np.arange(5)), five)
     with pytest.raises(InputFileError, match="row 11 was asked"):
         write_source_rows(five, [10], tmp_path / "x")
+
+
+def test_a_new_selection_replaces_the_earlier_set(sim, tmp_path, monkeypatch):
+    """Two clusters after three: cluster3 goes (it overlaps the new subsets); a select that
+    fails while writing leaves the earlier set, select.json included, as it was."""
+    import flexcore.stages.select.step as step
+
+    root, _ = sim
+    out = tmp_path / "sel"
+    run_select(root / "z.npy", root / "prep", out, n_clusters=3)
+    assert sorted(p.name for p in out.glob("*.star")) == [f"cluster{i}.star" for i in (1, 2, 3)]
+    (tmp_path / "keep.star").write_text("not a subset")
+    record = json.loads((out / "select.json").read_text())
+    record["subsets"].append({"file": "../keep.star"})  # a record naming a path elsewhere
+    (out / "select.json").write_text(json.dumps(record))
+    run_select(root / "z.npy", root / "prep", out, n_clusters=2)
+    assert sorted(p.name for p in out.glob("*.star")) == ["cluster1.star", "cluster2.star"]
+    assert (tmp_path / "keep.star").exists()
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    calls = []
+
+    def fail_on_second(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 2:
+            raise OSError(5, "Input/output error")
+        return write_source_rows(*args, **kwargs)
+
+    monkeypatch.setattr(step, "write_source_rows", fail_on_second)
+    with pytest.raises(OSError):
+        run_select(root / "z.npy", root / "prep", out, n_clusters=4)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # no .part folder either
+
+
+def test_select_messages(sim, tmp_path, caplog):
+    root, _ = sim
+    z2 = np.random.default_rng(0).uniform(-1, 1, size=(50, 2))
+    with pytest.raises(ConfigError, match=r"select\.center = \[0\.0\]: expected 2 finite "
+                                          r"number\(s\), one per latent dimension \(a point"):
+        define_subsets(z2, "box", center=[0.0], half_widths=0.5)  # was read as (0, 0)
+    assert define_subsets(z2, "box", center=[0.0, 0.0], half_widths=0.5)[0].count > 0
+    with pytest.raises(ConfigError, match=r"select: point1 \(within 0\.3 of \(\+5, \+5\)\) "
+                                          "holds no particle"):
+        define_subsets(z2, "points", points=[[5.0, 5.0]], radius=0.3)
+    bad = np.load(root / "z.npy")
+    bad[[3, 7]] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(InputFileError, match="2 of 160 particles have NaN or infinite latents "
+                                             r"\(first at row 4\)"):
+        run_select(tmp_path / "nan.npy", root / "prep", tmp_path / "n")
+    with caplog.at_level(logging.WARNING, logger="flexcore"):
+        run_select(root / "z.npy", root / "prep", tmp_path / "far", n_clusters=2)
+    assert "keep the input's relative image paths (1 stack(s), e.g. particles.mrcs), which " \
+           f"resolve from {root / 'sim'}" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="flexcore"):
+        run_select(root / "z.npy", root / "prep", tmp_path / "abs", n_clusters=2,
+                   image_paths="absolute")
+    assert "relative image paths" not in caplog.text
 
 
 def drawn_selection(z, named, **overrides) -> dict:

@@ -28,6 +28,11 @@ COMMANDS = {
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
     "evaluate-reconstruction": "score the reconstructions against a simulation's ground truth",
+    "evaluate-conformations": "per-conformation FSC-AUC against ground-truth maps (CryoBench)",
+}
+# commands that are no pipeline stage: file tools over flexcore.core
+TOOLS = {
+    "convert-checkpoint": "convert a trusted checkpoint of an earlier flexcore (--trust)",
 }
 
 
@@ -39,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flexcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, summary in COMMANDS.items():
+    for name, summary in {**COMMANDS, **TOOLS}.items():
         module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -13,6 +13,8 @@ validate(config, schema="../schemas/config.schema.yaml")
 USER_FILE_KEYS = [
     ("input", "particles"),
     ("input", "consensus_map"),
+    ("input", "poses"),
+    ("input", "ctf"),
     ("input", "mask"),
     ("input", "segmentation"),
     ("input", "cryosparc_mesh"),
@@ -45,10 +47,17 @@ def is_inside(path, folder):
 def check_user_files(cfg):
     """Every user file named in the config exists and is not a file the workflow writes
     (else fail naming its key)."""
-    if cfg["input"]["source"] == "files":
-        for key in ("particles", "consensus_map"):
-            if not cfg["input"][key]:
-                fail_config(f"input.{key}", "required when input.source is 'files'")
+    source = cfg["input"]["source"]
+    needed = {
+        "files": ("particles", "consensus_map"),
+        "cryodrgn": ("particles", "consensus_map", "poses", "ctf"),
+    }.get(source, ())
+    for key in needed:
+        if not cfg["input"][key]:
+            fail_config(f"input.{key}", f"required when input.source is '{source}'")
+    for key in ("poses", "ctf"):
+        if cfg["input"][key] and source != "cryodrgn":
+            fail_config(f"input.{key}", "is for input.source: cryodrgn only")
     for section, key in USER_FILE_KEYS:
         path = cfg[section][key]
         owned = folder_written_by_the_workflow(cfg, section)
@@ -109,8 +118,58 @@ def check_config_consistency(cfg):
         )
 
 
+def reconstruction_box(cfg):
+    """The reconstruction's box when the config fixes it (crop box, or the simulated box),
+    else None (the user's particles decide)."""
+    if cfg["prep"]["crop_box"]:
+        return cfg["prep"]["crop_box"]
+    return cfg["simulate"]["box"] if cfg["input"]["source"] == "simulate" else None
+
+
+def check_stage_parameters(cfg):
+    """The select and localres parameters their steps would refuse beyond the schema (which
+    covers states), checked now by the steps' own functions (the same messages as the CLI),
+    so a bad value fails the dry run, not its job after hours of training."""
+    from flexcore.core.errors import ConfigError
+    from flexcore.stages.localres.parameters import check_parameters as check_localres
+    from flexcore.stages.select.regions import check_parameters as check_select
+
+    sel, loc = cfg["select"], cfg["localres"]
+    counts = [cfg["prep"]["n_particles"]]
+    if cfg["input"]["source"] == "simulate":
+        counts.append(cfg["simulate"]["n_particles"])
+    known = [n for n in counts if n]
+    try:
+        if sel["enabled"]:
+            check_select(
+                sel["method"],
+                cfg["train"]["latent_dim"],
+                n_clusters=sel["n_clusters"],
+                center=sel["center"],
+                half_widths=sel["half_widths"],
+                axis=sel["axis"],
+                percentile_low=sel["percentile_low"],
+                percentile_high=sel["percentile_high"],
+                points=sel["points"],
+                radius=sel["radius"],
+                n_particles=min(known) if known else None,
+            )
+        if loc["enabled"] and cfg["reconstruct"]["enabled"]:
+            check_localres(
+                loc["window_px"],
+                loc["stride"],
+                loc["threshold"],
+                reconstruction_box(cfg),
+                region_quantile=loc["region_quantile"],
+                n_samples=loc["n_samples"],
+            )
+    except ConfigError as exc:
+        raise WorkflowError(f"config key {exc} (see config/README.md)") from None
+
+
 check_user_files(config)
 check_config_consistency(config)
+check_stage_parameters(config)
 
 
 wildcard_constraints:
@@ -130,6 +189,30 @@ def source_particles(wildcards):
     if is_simulated():
         return f"results/{wildcards.dataset}/simulate/particles.star"
     return config["input"]["particles"]
+
+
+def is_cryodrgn():
+    """True when the particles are a cryoDRGN dataset (stacks + poses.pkl + ctf.pkl)."""
+    return config["input"]["source"] == "cryodrgn"
+
+
+def prep_user_files(wildcards):
+    """prep's inputs: particles and consensus map, and cryoDRGN's poses and CTF pickles."""
+    files = {
+        "particles": source_particles(wildcards),
+        "consensus_map": source_consensus_map(wildcards),
+    }
+    if is_cryodrgn():
+        files |= {"poses": config["input"]["poses"], "ctf": config["input"]["ctf"]}
+    return files
+
+
+def converted_source_output():
+    """prep's extra output for cryoDRGN input: the full-resolution particles converted to
+    STAR (source.star), which the later stages read as the source particle file."""
+    if is_cryodrgn():
+        return {"source": "results/{dataset}/prep/source.star"}
+    return {}
 
 
 def source_consensus_map(wildcards):
@@ -233,8 +316,11 @@ def reconstruct_parameters():
 
 
 def particle_format():
-    """Extension of the selected subsets: that of the particle file given to prep."""
-    if not is_simulated() and config["input"]["particles"].lower().endswith(".cs"):
+    """Extension of the selected subsets: that of the source particle file prep records
+    (a .cs stays .cs; STAR, simulated and cryoDRGN input give STAR)."""
+    if config["input"]["source"] == "files" and config["input"][
+        "particles"
+    ].lower().endswith(".cs"):
         return "cs"
     return "star"
 

@@ -10,6 +10,7 @@ rule train:
     output:
         model="results/{dataset}/train/model.pt",
         latents="results/{dataset}/train/latents.npy",
+        latents_pkl="results/{dataset}/train/z.pkl",
         latents_star="results/{dataset}/train/latents.star",
         latents_cs="results/{dataset}/train/latents.cs",
         history="results/{dataset}/train/history.json",

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 import starfile
 
-from ..errors import InputFileError
+from ..errors import ConfigError, InputFileError
 from ..utils.atomic import atomic_path
 from ..utils.logging import get_logger
 from .cryosparc import _load as load_cs_array
@@ -59,7 +59,7 @@ def write_source_rows(source, rows, out_path, image_paths: str = "original",
     range, ``ValueError`` for an unknown ``image_paths`` mode.
     """
     if image_paths not in IMAGE_PATH_MODES:
-        raise ValueError(f"image_paths must be one of {IMAGE_PATH_MODES}, got {image_paths!r}")
+        raise ConfigError(f"image_paths must be one of {IMAGE_PATH_MODES}, got {image_paths!r}")
     source = Path(source)
     kind = detect_particle_format(source)
     out = Path(out_path).with_suffix(f".{kind}")

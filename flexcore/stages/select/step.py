@@ -14,12 +14,16 @@ subset its file, particle count, state latent and how it was chosen).
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ...core.errors import ConfigError, InputFileError
-from ...core.io import detect_particle_format, read_particles
+from ...core.io import detect_particle_format, read_particles, resolve_image_path
 from ...core.io.selection import latents_sha256, read_selection
 from ...core.io.subset import IMAGE_PATH_MODES, write_source_rows
 from ...core.prep_info import PrepInfo
@@ -50,8 +54,14 @@ def load_latents(path, n_particles: int | None = None) -> np.ndarray:
     z = np.asarray(z, dtype=np.float64)
     if z.ndim == 1:
         z = z[:, None]
-    if z.ndim != 2 or not np.isfinite(z).all():
-        raise InputFileError(path, f"latents must be a finite (N, K) array, got shape {z.shape}")
+    if z.ndim != 2:
+        raise InputFileError(path, f"latents must be an (N, K) array, got shape {z.shape}")
+    bad = np.flatnonzero(~np.isfinite(z).all(axis=1))
+    if len(bad):
+        raise InputFileError(path, f"{len(bad)} of {len(z)} particles have NaN or infinite "
+                                   f"latents (first at row {bad[0] + 1}): the training diverged "
+                                   "or the file is damaged; train again (e.g. with a lower "
+                                   "learning rate) or use another checkpoint")
     if n_particles is not None and len(z) != n_particles:
         raise InputFileError(path, f"holds latents for {len(z)} particles but the prepared folder "
                                    f"holds {n_particles}")
@@ -126,10 +136,12 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                           {"latent file": latents, "original particle file": source,
                            "prepared particles": Path(prep_dir) / "particles.star",
                            **({"selection file": selection_file} if drawn else {})})
+    if image_paths == "original":
+        warn_relative_image_paths(source, out, info.project_dir)
+    files = write_subset_set(out, source, [rows[s.members] for s in subsets],
+                             [s.name for s in subsets], image_paths, info.project_dir)
     records = []
-    for s in subsets:
-        path = write_source_rows(source, rows[s.members], out / s.name, image_paths=image_paths,
-                                 project_dir=info.project_dir)
+    for s, path in zip(subsets, files):
         records.append({"name": s.name, "file": path.name, "n_particles": s.count,
                         "fraction": s.count / len(z), "state": s.state.tolist(),
                         "description": s.description})
@@ -152,6 +164,65 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                "method": method, "subsets": records}
     write_provenance(out / "select.json", "select", params, extra=summary)
     return summary
+
+
+def previous_subset_files(record: Path) -> list[str]:
+    """File names of the subsets an earlier run listed in ``select.json`` (plain names in
+    the folder only: a record edited to name other paths removes nothing elsewhere)."""
+    try:
+        subsets = json.loads(record.read_text()).get("subsets", [])
+        names = [str(s["file"]) for s in subsets]
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return []
+    return [n for n in names if n and Path(n).name == n and n not in (".", "..")]
+
+
+def write_subset_set(out: Path, source: Path, rows: list[np.ndarray], names: list[str],
+                     image_paths: str, project_dir) -> list[Path]:
+    """Write the subsets as one set: every file into a temporary folder in ``out`` first,
+    then each renamed into place, then the subsets of the earlier run (its ``select.json``)
+    that this one does not write removed. A failure before the renames leaves the earlier
+    set as it was (and no temporary folder). Returns the files written."""
+    for stale in out.glob(".select.*.part"):  # left by a killed run
+        shutil.rmtree(stale, ignore_errors=True)
+    previous = previous_subset_files(out / "select.json")
+    staging = Path(tempfile.mkdtemp(prefix=".select.", suffix=".part", dir=out))
+    try:
+        staged = [write_source_rows(source, r, staging / name, image_paths=image_paths,
+                                    project_dir=project_dir) for r, name in zip(rows, names)]
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    files = [out / path.name for path in staged]
+    written = sorted(staging.iterdir())  # the subsets and their sidecars (a .cs's .csg)
+    for path in written:
+        os.replace(path, out / path.name)
+    staging.rmdir()
+    kept = {p.name for p in written}
+    for name in previous:
+        for stale in (name, str(Path(name).with_suffix(".csg")) if name.endswith(".cs") else None):
+            if stale and stale not in kept and (out / stale).is_file():
+                (out / stale).unlink()
+                log.info("removed %s: a subset of the earlier selection that this one does "
+                         "not write", out / stale)
+    return files
+
+
+def warn_relative_image_paths(source: Path, out: Path, project_dir) -> None:
+    """Warn when the subsets keep relative image paths that do not resolve from ``out``:
+    RELION and cryoSPARC read them from their project folder, which ``out`` is not in."""
+    names = np.unique(read_particles(source, project_dir=project_dir).image_paths)
+    relative = [str(n) for n in names if not Path(str(n)).is_absolute()]
+    lost = [n for n in relative if not (out / n).is_file()]
+    if not lost:
+        return
+    found = resolve_image_path(lost[0], source.parent, project_dir)
+    root = Path(str(found)[: -len(lost[0])]) if found is not None and \
+        str(found).endswith(lost[0]) else source.parent
+    log.warning("the subsets keep the input's relative image paths (%d stack(s), e.g. %s), "
+                "which resolve from %s, not from %s: open them from that folder (the "
+                "RELION/cryoSPARC project), or write absolute paths (--image-paths absolute, "
+                "select.image_paths: absolute)", len(lost), lost[0], root, out)
 
 
 def write_class_numbers(source: Path, rows: np.ndarray, subsets, path: Path, image_paths: str,

@@ -20,6 +20,7 @@ from ...core.utils.atomic import write_text_atomic
 from ...core.utils.launch import ranks_to_start, start_ranks
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
+from ...core.utils.progress import format_eta
 from ...core.utils.provenance import write_provenance
 from .data import TrainingData
 from .export import export_latents
@@ -124,6 +125,7 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
         log.info("data parallel on %d ranks: this rank holds %d particles, %d per step of %d",
                  distributed.world_size(), len(data), distributed.share(cfg.batch_size), cfg.batch_size)
     truth = _ground_truth_colour(prep_dir, data)
+    t_loop, first_epoch = time.time(), trainer.epoch
     while trainer.epoch < cfg.total_epochs:
         rec = trainer.run_epoch()
         state = trainer.state_dict()  # every rank: gathers the latents
@@ -133,8 +135,10 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
             plot_latents(state["latents"].numpy(), out / f"latents_epoch{trainer.epoch:03d}.png",
                          f"latents after epoch {trainer.epoch}", cfg.latent_limit, color=truth)
             write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
-        log.info("epoch %d done in %.0f s (%.0f particles/s)", rec["epoch"], rec["seconds"],
-                 rec["particles_per_s"])
+        per_epoch = (time.time() - t_loop) / (trainer.epoch - first_epoch)
+        log.info("epoch %d/%d done in %.0f s (%.0f particles/s); run ETA %s", rec["epoch"],
+                 cfg.total_epochs, rec["seconds"], rec["particles_per_s"],
+                 format_eta(per_epoch * (cfg.total_epochs - trainer.epoch)))
     z = trainer.global_latents().numpy()
     strain = _write_results(trainer, z, out, info, mesh, truth, image_paths) if main else None
     final = trainer.state_dict()
