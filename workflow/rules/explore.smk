@@ -14,7 +14,7 @@ rule explore:
     benchmark:
         "results/{dataset}/benchmarks/explore.tsv"
     conda:
-        "../../envs/flexcore-cuda.yaml"
+        "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,
