@@ -39,7 +39,7 @@ import torch
 from flexcore.core.deform import VolumeDeformer
 from flexcore.core.fourier import band_limit_resample_3d, fourier_crop
 from flexcore.core.io import read_map, read_particles, write_map
-from flexcore.core.latent_metrics import amplitude_recovery, best_spearman, knn_r2
+from flexcore.core.latent_metrics import amplitude_recovery, best_spearman, knn_r2, state_recovery
 from flexcore.core.trained import load_trained_model
 from flexcore.core.utils.atomic import write_text_atomic
 from flexcore.core.utils.figures import new_figure, save_png
@@ -134,8 +134,9 @@ def epoch_metrics(checkpoint: Path, t: np.ndarray, true_maps: np.ndarray,
     truth_small = np.stack([at_model(m).numpy() for m in true_maps])
     mask = fourier_crop(torch.as_tensor(moving), model.box, 3).numpy().clip(0, 1)
     amp = amplitude_recovery(deformer.frame, z, t, truth_small, true_coords, mask)
+    states = state_recovery(deformer.frame, z, t, truth_small, true_coords, mask)
     return {"epoch": model.epoch, "spearman_best": rho, "spearman": per_dim, "knn_r2": r2,
-            "amplitude": amp}
+            "amplitude": amp, "states": states}
 
 
 def bayes_limit(work: Path, n_images: int, n_grid: int, seed: int) -> dict:
@@ -185,14 +186,16 @@ def plot(result: dict, path: Path) -> None:
 
 def table(result: dict) -> str:
     b = result["bayes"]
-    lines = ["epoch  |rho|   kNN R2  matched t range    fraction",
+    lines = ["epoch  |rho|   kNN R2  percentiles 1-99 match t  fraction  states match t",
              f"Bayes  {b['spearman']:.3f}  {b['knn_r2']:6.3f}  (posterior mean of {b['n_images']}"
              " images)"]
     for e in result["epochs"]:
-        a = e["amplitude"]
+        a, s = e["amplitude"], e["states"]
         lines.append(f"{e['epoch']:5d}  {e['spearman_best']:.3f}  {e['knn_r2']:6.3f}  "
-                     f"[{a['matched_range'][0]:+.2f}, {a['matched_range'][1]:+.2f}]     "
-                     f"{a['fraction']:.2f}")
+                     f"[{a['matched_range'][0]:+.2f}, {a['matched_range'][1]:+.2f}]"
+                     f"{'':14s}{a['fraction']:.2f}      [{min(s['matched']):+.2f}, "
+                     f"{max(s['matched']):+.2f}] of [{s['centres'][0]:+.2f}, "
+                     f"{s['centres'][-1]:+.2f}]")
     if result.get("per_state"):
         p = result["per_state"]
         lines.append(f"per-state maps vs truth (mean FSC, moving domain): flex "

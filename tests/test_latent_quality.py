@@ -21,6 +21,7 @@ from flexcore.core.latent_metrics import (
     best_spearman,
     knn_r2,
     match_coordinates,
+    state_recovery,
 )
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.simulate.phantom import domain_rmsd_A, make_phantom
@@ -92,6 +93,13 @@ def test_amplitude_recovery_of_an_exact_generator_spans_the_whole_motion():
     part = amplitude_recovery(half, z, t, true_maps, true_coords, mask)
     assert 0.4 <= part["fraction"] <= 0.6
     assert min(part["end_errors"]) > 0.2
+
+    # maps at the median latent of the particles near each true state
+    states = state_recovery(exact, z, t, true_maps, true_coords, mask, n_states=10)
+    assert np.allclose(states["matched"], states["centres"], atol=0.051)
+    assert states["fraction"] > 0.9 and states["spearman"] == pytest.approx(1.0)
+    shrunk = state_recovery(half, z, t, true_maps, true_coords, mask, n_states=10)
+    assert 0.4 <= shrunk["fraction"] <= 0.6 and shrunk["spearman"] > 0.9
 
 
 def test_matching_picks_the_true_state_whatever_the_density_scale():
@@ -173,7 +181,7 @@ def _benchmark():
 def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     """The CI version: a few dozen particles, one epoch, no reconstruction."""
     out = tmp_path / "lq.json"
-    result = _benchmark().main(["--n", "48", "--box", "32", "--pixel-size", "3.2",
+    result = _benchmark().main(["--n", "96", "--box", "32", "--pixel-size", "3.2",
                                 "--train-box", "16", "--epochs", "1", "--bayes-n", "12",
                                 "--n-true-maps", "9", "--workdir", str(tmp_path / "work"),
                                 "--out", str(out)])
@@ -188,6 +196,7 @@ def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     amp = epoch["amplitude"]
     assert len(amp["matched"]) == 9 and 0.0 <= amp["fraction"] <= 1.0
     assert set(amp["matched"]) <= set(np.round(np.linspace(-1, 1, 9), 6))
+    assert len(epoch["states"]["matched"]) == len(epoch["states"]["centres"]) >= 2
     assert "per_state" not in result
 
 

@@ -129,3 +129,33 @@ def amplitude_recovery(generate: Callable[[np.ndarray], np.ndarray], z, t, true_
             "matched_range": [float(matched.min()), float(matched.max())],
             "true_range": [lo, hi], "fraction": float(np.ptp(matched) / span),
             "end_errors": [float((matched.min() - lo) / span), float((hi - matched.max()) / span)]}
+
+
+def state_recovery(generate: Callable[[np.ndarray], np.ndarray], z, t, true_maps, true_coords,
+                   mask, n_states: int = 10) -> dict:
+    """Which true states maps generated at the true states' latents show.
+
+    The particles are binned by true ``t`` into ``n_states`` equal bins over the true
+    coordinates' range; the map generated at each bin's median latent is matched to a true
+    coordinate (:func:`match_coordinates`). Returns ``{"centres", "n_particles", "matched",
+    "fraction", "spearman"}``: ``fraction`` is the matched coordinates' span over the bin
+    centres' span, ``spearman`` the rank correlation of matched with true centres (1: in
+    order). Bins with fewer than 5 particles are left out.
+    """
+    z, t = _as_2d(z), np.asarray(t, dtype=np.float64)
+    edges = np.linspace(np.min(true_coords), np.max(true_coords), n_states + 1)
+    centres, counts, points = [], [], []
+    for lo, hi in zip(edges[:-1], edges[1:]):
+        inside = (t >= lo) & (t <= hi)
+        if inside.sum() >= 5:
+            centres.append(0.5 * (lo + hi))
+            counts.append(int(inside.sum()))
+            points.append(np.median(z[inside], axis=0))
+    if len(centres) < 2:
+        raise ValueError("fewer than two true states have 5 particles")
+    maps = np.stack([generate(p.astype(np.float32)) for p in points])
+    matched, _ = match_coordinates(maps, true_maps, true_coords, mask)
+    rho = spearmanr(centres, matched).statistic if np.ptp(matched) > 0 else 0.0
+    return {"centres": [float(c) for c in centres], "n_particles": counts,
+            "matched": matched.tolist(), "fraction": float(np.ptp(matched) / np.ptp(centres)),
+            "spearman": float(rho)}
