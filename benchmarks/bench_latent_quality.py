@@ -213,7 +213,7 @@ def git_commit() -> str | None:
 def main(argv=None) -> dict:
     args = parse_args(argv)
     work = Path(args.workdir) / ("tiny" if args.tiny else f"box{args.box}_n{args.n}")
-    t0 = time.time()
+    t0, commit = time.time(), git_commit()  # the code that runs, not what is checked out later
     summary = prepare_data(args, work)
     cfg = {"latent_dim": args.latent_dim, "rigidity_lambda": args.rigidity,
            "epochs": args.epochs, "device": args.device, "seed": args.seed, "log_every": 1000,
@@ -231,7 +231,7 @@ def main(argv=None) -> dict:
               for ck in checkpoints]
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "machine": platform.node(),
-        "commit": git_commit(), "device": args.device, "torch": torch.__version__,
+        "commit": commit, "device": args.device, "torch": torch.__version__,
         "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "out")},
         "moving_domain_rmsd_A": summary["moving_domain_rmsd_A"][0],
         "train_config": cfg, "pipeline_s": round(t_pipeline, 1),
