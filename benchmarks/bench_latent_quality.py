@@ -38,7 +38,8 @@ import torch
 
 from flexcore.core.deform import VolumeDeformer
 from flexcore.core.fourier import band_limit_resample_3d, fourier_crop
-from flexcore.core.io import read_map, read_particles, write_map
+from flexcore.core.ground_truth import read_truth
+from flexcore.core.io import read_map, write_map
 from flexcore.core.latent_metrics import amplitude_recovery, best_spearman, knn_r2, state_recovery
 from flexcore.core.trained import load_trained_model
 from flexcore.core.utils.atomic import write_text_atomic
@@ -110,10 +111,7 @@ def prepare_data(args, work: Path) -> dict:
 
 def prepared_truth(work: Path) -> np.ndarray:
     """True coordinate ``(N,)`` of every prepared particle (prep's order)."""
-    sim = read_particles(work / "sim" / "particles.star")
-    src = np.asarray(read_particles(work / "prep" / "particles.star").raw["flexSourceIndex"],
-                     dtype=np.int64)
-    return np.asarray(sim.raw["flexTrueCoord1"], dtype=np.float64)[src]
+    return read_truth(work / "sim", work / "prep")[1][:, 0]
 
 
 def epoch_metrics(checkpoint: Path, t: np.ndarray, true_maps: np.ndarray,

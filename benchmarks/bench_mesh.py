@@ -6,14 +6,17 @@ Usage:
 
 The synthetic "protein" is the same physical object at every box (40 Gaussian blobs within
 a radius of 0.3 of the box, 256 Å across), so the mask fills the same fraction of the box.
-Each stage is timed separately (best of ``--repeat``); the table goes to stdout.
+Each stage is timed separately (best of ``--repeat``); the table goes to stdout and, with
+``--out``, the rows to a JSON file.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -70,6 +73,7 @@ def main(argv=None) -> None:
     parser.add_argument("--boxes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--cells", type=int, nargs="+", default=[20, 40])
     parser.add_argument("--repeat", type=int, default=1)
+    parser.add_argument("--out", type=Path, help="write the rows as JSON here")
     args = parser.parse_args(argv)
     print(f"# {platform.processor() or platform.machine()}, torch threads "
           f"{torch.get_num_threads()}, numpy {np.__version__}")
@@ -77,11 +81,17 @@ def main(argv=None) -> None:
             "locate_s", "weights_s", "voxel_data_s", "total_s"]
     print("| " + " | ".join(cols) + " |")
     print("|" + "---|" * len(cols))
+    rows = []
     for box in args.boxes:
         for n_cells in args.cells:
             r = bench(box, n_cells, args.repeat)
+            rows.append(r)
             print("| " + " | ".join(f"{r[c]:.2f}" if c.endswith("_s") else str(r[c])
                                     for c in cols) + " |", flush=True)
+    if args.out:
+        meta = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "machine": platform.node(),
+                "torch_threads": torch.get_num_threads(), "repeat": args.repeat}
+        args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
 
 
 if __name__ == "__main__":

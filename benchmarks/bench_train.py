@@ -25,19 +25,20 @@ from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
 
 
-def main() -> None:
+def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--box", type=int, default=64)
     ap.add_argument("--pixel-size", type=float, default=None, help="Å (default: 160 Å / box)")
     ap.add_argument("--n", type=int, default=3000)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--latent-dim", type=int, default=1)
+    ap.add_argument("--cells", type=int, default=20, help="mesh cells across (at most box/2)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--workdir", default="benchmarks/out/train")
     ap.add_argument("--extrapolate", type=int, default=100000)
     ap.add_argument("--out", default=None)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     psize = args.pixel_size or 160.0 / args.box
     work = Path(args.workdir) / f"box{args.box}_n{args.n}"
     t = {}
@@ -49,7 +50,8 @@ def main() -> None:
     run_prep(sim.particles, sim.consensus, work / "prep", train_box=args.box)
     t["prep_s"] = time.time() - t0
     t0 = time.time()
-    run_mesh(work / "prep" / "consensus.mrc", work / "mesh", mask=sim.mask)
+    run_mesh(work / "prep" / "consensus.mrc", work / "mesh", mask=sim.mask,
+             n_cells=min(args.cells, args.box // 2))
     t["mesh_s"] = time.time() - t0
     if args.device.startswith("cuda"):
         from flexcore.core.ops import backend_for

@@ -11,4 +11,12 @@ Conventions used everywhere (see docs/conventions.md):
   projection translated by ``-origin``.
 """
 
+import os as _os
+
 __version__ = "0.1.0"
+
+# Threads of torch's OpenMP pool sleep between parallel regions instead of spinning: on a
+# shared machine (a Snakemake node, a laptop) spinning threads take cores from the other
+# jobs. libgomp reads this when torch is imported, so it applies where flexcore is imported
+# first (the CLI, the workflow's scripts); an OMP_WAIT_POLICY already set is kept.
+_os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

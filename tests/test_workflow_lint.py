@@ -21,7 +21,7 @@ SWEEP = ROOT / "config" / "sweeps" / "rigidity.yaml"
 PROFILES = {name: ROOT / "profiles" / name for name in ("local", "slurm")}
 RULES = ROOT / "workflow" / "rules"
 SCRIPTS = ROOT / "workflow" / "scripts"
-STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "select", "states",
+STAGES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "select", "state_maps",
           "localres", "report"]
 GPU_RULES = {"train", "generate", "reconstruct", "reconstruct_half", "state_maps", "localres"}
 ONE_GPU_RULES = {"generate", "state_maps", "localres"}  # the others ask for train/reconstruct.gpus
@@ -152,7 +152,7 @@ def test_every_rule_has_log_benchmark_resources_conda_and_a_script():
         assert re.search(r"mem_mb=\d+", block) and re.search(r"runtime=\d+", block), name
         gpu = {**{rule: "gpu=1" for rule in ONE_GPU_RULES}, "train": 'gpu=job_gpus("train")',
                "reconstruct_half": 'gpu=job_gpus("reconstruct")',
-               "reconstruct": "gpu=reconstruct_job_gpus"}.get(name)
+               "reconstruct": 'gpu=job_gpus("reconstruct")'}.get(name)
         assert (gpu in block) if gpu else "gpu=" not in block, f"rule {name}: gpu resource"
 
 

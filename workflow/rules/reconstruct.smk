@@ -49,6 +49,7 @@ rule reconstruct:
             "results/{dataset}/reconstruct/fsc.png",
             caption="../report/fsc.rst",
             category="4. Reconstruction",
+            labels={"item": "FSC of the reconstruction (plot)"},
         ),
         lbfgs="results/{dataset}/reconstruct/lbfgs.tsv",
         summary="results/{dataset}/reconstruct/recon.json",
@@ -81,7 +82,8 @@ if config["reconstruct"]["split_jobs"]:
         output:
             flex_map="results/{dataset}/reconstruct/flex_map.mrc",
             half_maps=expand(
-                "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc", half=["A", "B"]
+                "results/{{dataset}}/reconstruct/flex_map_half_{half}.mrc",
+                half=["A", "B"],
             ),
             sharp_map="results/{dataset}/reconstruct/flex_map_sharp.mrc",
             rigid_maps=rigid_baseline_files("results/{dataset}/reconstruct"),

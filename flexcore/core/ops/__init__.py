@@ -1,9 +1,12 @@
 """Convection + projection: the hot path of training and reconstruction.
 
-``splat_project`` validates its inputs and runs the CUDA kernel when the tensors are on a
-CUDA device and the extension builds; otherwise the pure-PyTorch reference of the same
-signature. ``FLEXCORE_OPS_BACKEND=reference`` forces the reference. The backend in use is
-logged once.
+``splat_project`` validates its inputs and runs the CUDA kernel for CUDA tensors, the
+native C++ kernel for float32 CPU tensors (float64 inputs, and inputs whose geometry or
+rotations need gradients, keep the float64-capable reference), each when its extension
+builds; otherwise the pure-PyTorch reference of the same signature.
+``FLEXCORE_OPS_BACKEND=reference`` forces the reference everywhere; ``=cuda`` / ``=cpu``
+make a missing CUDA / CPU extension an error instead of a fallback. The backend in use is
+logged once per device.
 """
 
 from __future__ import annotations
@@ -28,18 +31,32 @@ log = get_logger("flexcore.ops")
 
 
 def backend_for(device: torch.device) -> str:
-    """``"cuda"`` when the kernel can run on ``device``, else ``"reference"``."""
+    """``"cuda"`` or ``"cpu"`` when that native kernel can run on ``device``, else
+    ``"reference"`` (always with ``FLEXCORE_OPS_BACKEND=reference``)."""
     forced = os.environ.get("FLEXCORE_OPS_BACKEND", "").lower()
-    if forced == "reference" or device.type != "cuda":
+    device = torch.device(device)
+    if forced == "reference" or device.type not in ("cuda", "cpu"):
         return "reference"
-    from . import cuda as cuda_backend
+    if device.type == "cuda":
+        from . import cuda as backend
+    else:
+        from . import cpu as backend
+    if backend.load_extension() is None:
+        if forced == device.type:
+            raise RuntimeError(f"FLEXCORE_OPS_BACKEND={forced} but the {forced} splat extension "
+                               "failed to build or load; see the warning above")
+        return "reference"
+    return device.type
 
-    if cuda_backend.load_extension() is None:
-        if forced == "cuda":
-            raise RuntimeError("FLEXCORE_OPS_BACKEND=cuda but the CUDA extension failed to build; "
-                               "see the log above")
-        return "reference"
-    return "cuda"
+
+def _native_cpu_takes(density, geometry, displacements, rotations) -> bool:
+    """The CPU kernel computes in float32 and has no gradients for the geometry or the
+    rotations: other inputs stay with the reference."""
+    floats = [density, geometry.coords, geometry.barycentric, rotations]
+    if displacements is not None:
+        floats.append(displacements)
+    return (all(t.dtype == torch.float32 for t in floats)
+            and not any(t.requires_grad for t in (geometry.coords, geometry.barycentric, rotations)))
 
 
 def _log_backend(name: str, device) -> None:
@@ -95,9 +112,15 @@ def splat_project(
     """
     _check(density, geometry, displacements, rotations, image_size)
     backend = backend_for(density.device)
+    if backend == "cpu" and not _native_cpu_takes(density, geometry, displacements, rotations):
+        backend = "reference"
     _log_backend(backend, density.device)
     if backend == "cuda":
         from .cuda import splat_project_cuda
 
         return splat_project_cuda(density, geometry, displacements, rotations, int(image_size))
+    if backend == "cpu":
+        from .cpu import splat_project_cpu
+
+        return splat_project_cpu(density, geometry, displacements, rotations, int(image_size))
     return splat_project_reference(density, geometry, displacements, rotations, int(image_size))

@@ -35,6 +35,7 @@ from ...core.masks import cosine_falloff
 from ...core.rotations import random_rotations
 from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
+from ...core.utils.disk import check_free_space
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.wiener import FourierAccumulator, reconstruct_halves
@@ -298,6 +299,9 @@ def run_simulate(
     check_parameters(n_particles, n_motions, box, snr)
     t_start = time.time()
     out = prepare_outputs("simulate", out_dir, OUTPUTS)
+    # the stack, the ground-truth maps, consensus, masks and half maps, the tables
+    check_free_space(out, 4 * (n_particles * box**2 + (n_gt_maps + 6) * box**3)
+                     + 1000 * n_particles, what=f"the simulation ({n_particles} images)")
     (out / "gt").mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     phantom = make_phantom(seed, n_moving=n_motions)

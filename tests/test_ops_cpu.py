@@ -1,0 +1,231 @@
+"""Native CPU push + splat kernels against the float64 reference (forward and both
+gradients) over sizes, batch sizes that do and do not fill the kernel's image groups, rigid
+and unsorted voxels; physics (mass, zero flow), a gradcheck, thread counts, the dispatch and
+the fallback when the extension is unavailable.
+
+Skipped, with the reason, where the extension cannot be built (no C++ compiler or ninja).
+Voxels within ``EDGE_EPS`` of a pixel line get zero density in the comparisons (see
+``test_ops_cuda.py``: the derivative of the bilinear weights jumps there).
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+from test_ops_cuda import TOL, away_from_pixel_lines, random_problem, rel_err
+
+from flexcore.core.ops import VoxelGeometry, backend_for, splat_project
+from flexcore.core.ops import cpu as cpu_backend
+from flexcore.core.ops.cpu import SplatProjectCPUFunction, splat_project_cpu
+from flexcore.core.ops.reference import splat_project_reference
+from flexcore.core.rotations import random_rotations
+
+
+@pytest.fixture(scope="module")
+def ext():
+    module = cpu_backend.load_extension()
+    if module is None:
+        pytest.skip("the native CPU splat extension did not build (no C++ compiler or ninja?); "
+                    f"see {cpu_backend.build_directory() / 'last_build_error.txt'}")
+    return module
+
+
+def run_both(density, coords, vidx, bary, disp, rot, d, seed=1):
+    """Native (float32) and reference (float64) images and the gradients of a random linear
+    functional ``Σ W · image``."""
+    w = torch.randn(rot.shape[0], d, d, generator=torch.Generator().manual_seed(seed))
+    results = []
+    for native in (True, False):
+        dt = torch.float32 if native else torch.float64
+        dens = density.to(dt).clone().requires_grad_()
+        dsp = None if disp is None else disp.to(dt).clone().requires_grad_()
+        args = (dens, VoxelGeometry(coords.to(dt), vidx, bary.to(dt)), dsp, rot.to(dt), d)
+        img = splat_project_cpu(*args) if native else splat_project_reference(*args)
+        wanted = [dens] if dsp is None else [dens, dsp]
+        grads = torch.autograd.grad((img * w.to(dt)).sum(), wanted)
+        results.append((img.detach(), *grads))
+    return results
+
+
+CASES = {
+    # id: (D, B, M, Nv, displacements, spread, run length, shuffled)
+    "tiny": (16, 1, 100, 20, True, 0.3, 10, False),
+    "many-outside": (33, 7, 5_000, 200, True, 0.9, 25, False),
+    "odd-size-partial-group": (47, 13, 20_000, 300, True, 0.35, 30, False),
+    "d64": (64, 24, 50_000, 1_500, True, 0.3, 5, False),
+    "few-images-split-voxels": (64, 3, 30_000, 800, True, 0.3, 30, False),
+    "rigid": (64, 9, 20_000, 500, False, 0.45, 30, False),
+    "unsorted": (48, 10, 20_000, 600, True, 0.3, 30, True),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_native_matches_float64_reference(ext, case):
+    d, b, m, nv, disp, spread, run_len, shuffle = CASES[case]
+    problem = random_problem(d, b, m, nv, disp=disp, spread=spread, run_len=run_len,
+                             shuffle=shuffle, seed=100 + list(CASES).index(case), device="cpu")
+    density = away_from_pixel_lines(*problem, d)
+    ours, ref = run_both(density, *problem[1:], d)
+    for name, a, r in zip(["image", "grad_density", "grad_displacements"], ours, ref):
+        assert a.dtype == torch.float32 and torch.isfinite(a).all(), name
+        err = rel_err(a, r)
+        assert err < TOL, f"{name}: relative error {err:.3g}"
+    # every image's total equals the reference's (a missed or doubled record shows here)
+    torch.testing.assert_close(ours[0].double().sum((1, 2)), ref[0].sum((1, 2)), rtol=1e-5,
+                               atol=1e-6 * float(density.abs().sum()))
+
+
+def test_lattice_mesh_matches_reference(ext):
+    from test_ops_reference import ball_mask
+
+    from flexcore.core.mesh.synthetic import lattice_geometry
+
+    d = 40
+    coords, vidx, bary, verts = lattice_geometry(d, 10, ball_mask(d, 0.35 * d))
+    rng = np.random.default_rng(3)
+    problem = [torch.as_tensor(rng.uniform(0.5, 1.5, len(coords)), dtype=torch.float32),
+               torch.as_tensor(coords, dtype=torch.float32),
+               torch.as_tensor(vidx, dtype=torch.int64),  # int64 indices, as the mesh gives
+               torch.as_tensor(bary, dtype=torch.float32),
+               torch.as_tensor(rng.normal(0, 1.0, (11, len(verts), 3)), dtype=torch.float32),
+               torch.as_tensor(random_rotations(11, 4), dtype=torch.float32)]
+    density = away_from_pixel_lines(*problem, d)
+    ours, ref = run_both(density, *problem[1:], d)
+    for name, a, r in zip(["image", "grad_density", "grad_displacements"], ours, ref):
+        assert rel_err(a, r) < TOL, name
+
+
+def test_mass_is_conserved_inside_the_box(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(48, 10, 8_000, 100, spread=0.2,
+                                                            seed=7, device="cpu")
+    img = splat_project_cpu(density, VoxelGeometry(coords, vidx, bary), disp * 0.5, rot, 48)
+    # every point lands well inside (|p| < 0.35 D + 3 displacement σ), so all mass arrives
+    torch.testing.assert_close(img.double().sum((1, 2)),
+                               density.double().sum().expand(10), rtol=1e-5, atol=0)
+
+
+def test_zero_flow_is_the_rigid_projection(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(40, 9, 6_000, 80, seed=8,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    rigid = splat_project_cpu(density, geometry, None, rot, 40)
+    zero = splat_project_cpu(density, geometry, torch.zeros_like(disp), rot, 40)
+    torch.testing.assert_close(zero, rigid, rtol=0, atol=1e-6)
+    ref = splat_project_reference(density.double(), geometry.to(dtype=torch.float64), None,
+                                  rot.double(), 40)
+    assert rel_err(rigid, ref) < TOL
+
+
+def test_gradcheck_tiny(ext):
+    """Finite differences of the float32 kernel (steps small against the distance to pixel
+    lines, tolerances of float32)."""
+    density, coords, vidx, bary, disp, rot = random_problem(12, 3, 40, 8, seed=9, device="cpu")
+    density = away_from_pixel_lines(density, coords, vidx, bary, disp, rot, 12, eps=0.05)
+    dens = density.clone().requires_grad_()
+    dsp = disp.clone().requires_grad_()
+
+    def fn(dn, ds):
+        return SplatProjectCPUFunction.apply(dn, coords, vidx, bary, ds, rot, 12)
+
+    with pytest.warns(UserWarning, match="double precision"):
+        ok = torch.autograd.gradcheck(fn, (dens, dsp), eps=1e-3, atol=2e-3, rtol=2e-2)
+    assert ok
+
+
+def test_only_the_requested_gradient(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(24, 5, 2_000, 40, seed=10,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    dens = density.clone().requires_grad_()
+    (g,) = torch.autograd.grad(splat_project_cpu(dens, geometry, disp, rot, 24).sum(), [dens])
+    assert g.shape == density.shape and g.abs().sum() > 0
+    dsp = disp.clone().requires_grad_()
+    (g,) = torch.autograd.grad(splat_project_cpu(density, geometry, dsp, rot, 24).sum(), [dsp])
+    assert g.shape == disp.shape
+
+
+def test_thread_counts_agree(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(32, 20, 10_000, 200, seed=11,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    before = torch.get_num_threads()
+    outs = []
+    try:
+        for threads in (1, 2, 3):
+            torch.set_num_threads(threads)
+            dsp = disp.clone().requires_grad_()
+            img = splat_project_cpu(density, geometry, dsp, rot, 32)
+            (g,) = torch.autograd.grad((img * img).sum(), [dsp])
+            outs.append((img, g))
+    finally:
+        torch.set_num_threads(before)
+    for img, g in outs[1:]:
+        torch.testing.assert_close(img, outs[0][0], rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(g, outs[0][1], rtol=1e-4, atol=1e-4)
+
+
+def test_out_of_range_vertex_indices_raise(ext):
+    density, coords, vidx, bary, disp, rot = random_problem(24, 2, 1_000, 40, seed=12,
+                                                            device="cpu")
+    with pytest.raises(RuntimeError, match="vertex_index values must lie in"):
+        splat_project_cpu(density, VoxelGeometry(coords, vidx, bary), disp[:, :20].contiguous(),
+                          rot, 24)
+
+
+def test_dispatch_picks_native_for_float32_cpu(ext, monkeypatch):
+    density, coords, vidx, bary, disp, rot = random_problem(24, 4, 2_000, 40, seed=13,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    monkeypatch.delenv("FLEXCORE_OPS_BACKEND", raising=False)
+    assert backend_for(torch.device("cpu")) == "cpu"
+    torch.testing.assert_close(splat_project(density, geometry, disp, rot, 24),
+                               splat_project_cpu(density, geometry, disp, rot, 24),
+                               rtol=0, atol=0)
+    # float64 inputs keep the float64 reference
+    args64 = (density.double(), geometry.to(dtype=torch.float64), disp.double(), rot.double(), 24)
+    torch.testing.assert_close(splat_project(*args64), splat_project_reference(*args64),
+                               rtol=0, atol=0)
+    monkeypatch.setenv("FLEXCORE_OPS_BACKEND", "reference")
+    assert backend_for(torch.device("cpu")) == "reference"
+    torch.testing.assert_close(splat_project(density, geometry, disp, rot, 24),
+                               splat_project_reference(density, geometry, disp, rot, 24),
+                               rtol=0, atol=0)
+
+
+class Records(logging.Handler):
+    def __init__(self):
+        super().__init__(logging.WARNING)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+def test_unbuildable_extension_falls_back_with_one_warning(monkeypatch):
+    def broken():
+        raise RuntimeError("Error building extension 'flexcore_splat_cpu': no compiler")
+
+    monkeypatch.setattr(cpu_backend, "_build", broken)
+    monkeypatch.setattr(cpu_backend, "_EXTENSION", None)
+    monkeypatch.setattr(cpu_backend, "_EXTENSION_TRIED", False)
+    monkeypatch.delenv("FLEXCORE_OPS_BACKEND", raising=False)
+    density, coords, vidx, bary, disp, rot = random_problem(16, 2, 300, 20, seed=14,
+                                                            device="cpu")
+    geometry = VoxelGeometry(coords, vidx, bary)
+    logger, seen = logging.getLogger("flexcore.ops.cpu"), Records()
+    logger.addHandler(seen)  # the package logger does not propagate to the root
+    try:
+        for _ in range(3):
+            img = splat_project(density, geometry, disp, rot, 16)
+    finally:
+        logger.removeHandler(seen)
+    warnings = seen.records
+    assert len(warnings) == 1 and "using the PyTorch reference" in warnings[0].getMessage()
+    torch.testing.assert_close(img, splat_project_reference(density, geometry, disp, rot, 16))
+    monkeypatch.setenv("FLEXCORE_OPS_BACKEND", "cpu")
+    with pytest.raises(RuntimeError, match="FLEXCORE_OPS_BACKEND=cpu"):
+        backend_for(torch.device("cpu"))
+
