@@ -81,3 +81,26 @@ def test_a_map_with_voxel_size_zero_is_refused(sim, tmp_path):
                                              r"--angpix 4"):
         run_prep(sim / "particles.star", tmp_path / "nosize.mrc", tmp_path / "out", train_box=32)
     assert not (tmp_path / "out").exists()
+
+
+def test_pixel_size_option_must_be_positive_and_is_said_to_be_unused(sim, tmp_path, capsys,
+                                                                    caplog):
+    args = ["prep", str(sim / "particles.star"), str(sim / "consensus.mrc"),
+            str(tmp_path / "prep"), "--train-box", "16"]
+    assert cli_main(args + ["--pixel-size", "-1"]) == 1
+    assert "pixel_size_A (--pixel-size) must be a positive size in Å, got -1" in \
+        capsys.readouterr().err
+    with caplog.at_level(logging.WARNING, logger="flexcore"):
+        assert cli_main(args + ["--pixel-size", "2.5"]) == 0
+    assert "carries its own pixel size (4 Å), which is used; --pixel-size 2.5" in caplog.text
+
+
+def test_weak_map_agreement_says_what_it_usually_means(caplog):
+    from flexcore.stages.prep.step import check_agreement
+
+    with caplog.at_level(logging.WARNING, logger="flexcore"):
+        sign = check_agreement({"correlation": 0.05, "score": 3.3}, "p.star", "map.mrc", True)
+    assert sign == 1.0
+    assert "only weakly (correlation +0.050" in caplog.text
+    assert "random poses score about 2" in caplog.text
+    assert "a map of the wrong hand (a mirrored map scores about 3: flip it" in caplog.text

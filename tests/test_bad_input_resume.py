@@ -13,12 +13,13 @@ import numpy as np
 import pytest
 import torch
 
-import flexcore.stages.reconstruct.step as recon_step
+import flexcore.stages.reconstruct.halves as recon_step
 import flexcore.stages.train.step as train_step
 from flexcore.cli.main import main as cli_main
 from flexcore.core.io import read_map
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
+from flexcore.stages.reconstruct.outputs import OUTPUTS as RECON_OUTPUTS
 from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.train import run_train
@@ -81,8 +82,8 @@ def test_interrupted_training_resumes_to_the_same_result(run, tmp_path, monkeypa
         assert cli_main(cli + ["--resume"]) == 0  # ... and continued with --resume
     assert "(epoch 1 of 2 done)" in caplog.text and "resumed from" in caplog.text
     assert (cut / "latents.npy").read_bytes() == (run / "full" / "latents.npy").read_bytes()
-    a = torch.load(run / "full" / "model.pt", weights_only=False)
-    b = torch.load(cut / "model.pt", weights_only=False)
+    a = torch.load(run / "full" / "model.pt", weights_only=True)
+    b = torch.load(cut / "model.pt", weights_only=True)
     assert a["epoch"] == b["epoch"] == 2
     assert torch.equal(a["volume"], b["volume"]) and torch.equal(a["latents"], b["latents"])
     assert [h["train_nll"] for h in a["history"]] == [h["train_nll"] for h in b["history"]]
@@ -115,7 +116,7 @@ def test_a_different_run_starts_afresh_without_stale_epoch_files(run, tmp_path, 
     assert sorted(p.name for p in (folder / "checkpoints").iterdir()) == [
         "checkpoint_epoch001.pt", "checkpoint_last.pt"]
     assert sorted(p.name for p in folder.glob("latents_epoch*.png")) == ["latents_epoch001.png"]
-    assert torch.load(folder / "model.pt", weights_only=False)["epoch"] == 1
+    assert torch.load(folder / "model.pt", weights_only=True)["epoch"] == 1
     # the same configuration again: "auto" resumes the finished run (no epoch is trained)
     caplog.clear()
     with caplog.at_level(logging.INFO, logger="flexcore"):
@@ -147,7 +148,7 @@ def test_interrupted_reconstruction_continues_to_the_same_maps(run, tmp_path, mo
     assert len(gradients) == 1 + 3 and not starts  # half A reused; B's flex continues
     assert "half A: reusing the flex and noflex solve(s)" in caplog.text
     assert "continuing an interrupted solve at iteration 1" in caplog.text
-    for name in recon_step.OUTPUTS:
+    for name in RECON_OUTPUTS:
         if name.endswith(".mrc"):
             np.testing.assert_array_equal(read_map(out / name)[0],
                                           read_map(tmp_path / "whole" / name)[0], err_msg=name)

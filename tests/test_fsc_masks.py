@@ -58,3 +58,13 @@ def test_threshold_mask_dilates_and_pads():
     assert soft[20, 20, 23] == 1.0 and 0 < soft[20, 20, 25] < 1 and soft[20, 20, 28] == 0
     with pytest.raises(ValueError, match="threshold"):
         threshold_mask(vol, 5.0, pixel_size_A=1.0, lowpass_A=None)
+
+
+def test_fsc_auc_is_half_for_a_perfect_map_and_near_zero_for_noise(rng):
+    from flexcore.core.fsc import fsc_auc
+
+    a = rng.normal(size=(32, 32, 32))
+    assert fsc_auc(fsc_curve(a, a)) == pytest.approx(15 / 32, abs=1e-9)  # (N/2 - 1) / N
+    b = rng.normal(size=(32, 32, 32))
+    assert abs(fsc_auc(fsc_curve(a, b)) - 0.5 / 32) < 0.02  # only shell 0, counted as 1
+    assert np.isnan(fsc_auc(np.array([1.0, np.nan, 0.5])))

@@ -102,3 +102,20 @@ def test_high_resolution_map_gives_frames_at_its_box(model, tmp_path):
     write_map(tmp_path / "wrong.mrc", hi[:60, :60, :60], psize / 2)
     with pytest.raises(InputFileError, match="wrong.mrc.*spans"):
         run_generate(ck, tmp_path / "w", highres_map=tmp_path / "wrong.mrc")
+
+
+def test_cryodrgn_z_pkl_as_latent_points(model, tmp_path):
+    from flexcore.cli.main import main
+    from flexcore.core.io.cryodrgn import write_latents_pkl
+
+    _, ck = model
+    points = np.array([[0.0, 0.0], [0.5, -0.5]], dtype=np.float32)
+    write_latents_pkl(points, tmp_path / "z.pkl")
+    np.savetxt(tmp_path / "points.csv", points, delimiter=",")
+    assert main(["generate", str(ck), str(tmp_path / "pkl"), "--latents", str(tmp_path / "z.pkl"),
+                 "--supersample", "1"]) == 0
+    run_generate(ck, tmp_path / "csv", latents_file=tmp_path / "points.csv", supersample=1)
+    for i in range(2):
+        name = f"series_custom/frame_{i:03d}.mrc"
+        np.testing.assert_allclose(mrcfile.read(tmp_path / "pkl" / name),
+                                   mrcfile.read(tmp_path / "csv" / name), atol=1e-6)

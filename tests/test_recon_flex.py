@@ -30,9 +30,9 @@ from flexcore.core.rotations import rotation_about_axis
 from flexcore.core.trained import load_trained_model
 from flexcore.stages.mesh.step import run_mesh
 from flexcore.stages.prep.step import run_prep
-from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.reconstruct.flex import FlexOperator, HalfObjective, solve_half, wiener_start
 from flexcore.stages.reconstruct.particles import ImageStream, load_recon_particles
+from flexcore.stages.reconstruct.step import run_reconstruct
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.simulate.phantom import make_phantom
 from flexcore.stages.train import run_train

@@ -56,3 +56,21 @@ def test_sweep_without_reconstruction_or_ground_truth(tmp_path):
                             "latents": [a["latents"]]}, tmp_path / "t.tsv", tmp_path / "p.png")
     assert "fsc0143_flex_A" not in table and not any(c.startswith("spearman") for c in table)
     assert table["val_nll_gain"].tolist() == [1.0]
+
+
+def test_summary_names_every_swept_key(tmp_path):
+    from flexcore.stages.sweep_summary.step import point_label, swept_keys
+
+    a = _point(tmp_path / "a", 10.0, 11.0, [0.5, 0.5])
+    b = _point(tmp_path / "b", 10.0, 12.0, [0.5, 0.5])
+    points = [{"folder": "prep.train_box~32_train.latent_dim~1", "prep.train_box": 32,
+               "train.latent_dim": 1},
+              {"folder": "prep.train_box~40_train.latent_dim~2", "prep.train_box": 40,
+               "train.latent_dim": 2}]
+    files = {k: [a[k], b[k]] for k in ("train", "latents")}
+    table = run_sweep_summary(points, files, tmp_path / "t.tsv", tmp_path / "p.png", mode="zip")
+    assert swept_keys(points) == ["prep.train_box", "train.latent_dim"]
+    header = (tmp_path / "t.tsv").read_text().splitlines()[0].split("\t")
+    assert header[:3] == ["folder", "prep.train_box", "train.latent_dim"]
+    assert point_label(table.iloc[1], swept_keys(points)) == "prep.train_box=40\ntrain.latent_dim=2"
+    assert (tmp_path / "p.png").stat().st_size > 0

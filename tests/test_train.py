@@ -156,8 +156,8 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset):
     proc.wait()
     assert first.exists()
     subprocess.run(cmd + [str(cut)] + args + ["--resume"], check=True, capture_output=True)
-    a = torch.load(tmp_path / "full" / "checkpoints" / "checkpoint_last.pt", weights_only=False)
-    b = torch.load(cut / "checkpoints" / "checkpoint_last.pt", weights_only=False)
+    a = torch.load(tmp_path / "full" / "checkpoints" / "checkpoint_last.pt", weights_only=True)
+    b = torch.load(cut / "checkpoints" / "checkpoint_last.pt", weights_only=True)
     assert b["epoch"] == a["epoch"] == 3
     torch.testing.assert_close(b["latents"], a["latents"], atol=1e-3, rtol=1e-3)
     torch.testing.assert_close(b["volume"], a["volume"], atol=1e-3, rtol=1e-3)
@@ -180,3 +180,32 @@ def test_bad_configuration_fails_before_any_work(tmp_path, dataset):
     with pytest.raises(InputFileError, match="mesh64.npz.*64 px box"):
         run_train(prep, tmp_path / "mesh64.npz", tmp_path / "out", {})
     assert not (tmp_path / "out").exists()
+
+
+def test_z_pkl_and_per_conformation_fsc_auc(hinge, tmp_path):
+    from flexcore.core.io.cryodrgn import load_array_pickle
+
+    sim, prep, _, train = hinge
+    z = load_array_pickle(train / "z.pkl")  # cryoDRGN's latents file, read without unpickling code
+    assert z.dtype == np.float32 and np.array_equal(z, np.load(train / "latents.npy"))
+    truth = json.loads((sim / "ground_truth.json").read_text())
+    coords = np.asarray(truth["gt_coordinates"], dtype=np.float64)[:, 0]
+    true = np.asarray(read_particles(sim / "particles.star").raw["flexTrueCoord1"], dtype=float)
+    labels = np.abs(true[:, None] - coords[None]).argmin(axis=1)
+    np.save(tmp_path / "labels.npy", labels)
+    np.save(tmp_path / "shuffled.npy", np.random.default_rng(0).permutation(labels))
+    maps = [str(sim / p) for p in truth["gt_maps"]]
+    scores = {}
+    for name in ("labels", "shuffled"):
+        out = tmp_path / name
+        assert main(["evaluate-conformations", str(prep), str(train / "model.pt"), str(out), *maps,
+                     "--labels", str(tmp_path / f"{name}.npy"),
+                     "--mask", str(sim / "moving_mask.mrc")]) == 0
+        scores[name] = json.loads((out / "conformations.json").read_text())
+    record = scores["labels"]
+    assert record["n_maps"] == 9 and len(record["fsc_curves"]) == 9
+    assert (tmp_path / "labels" / "conformations.tsv").read_text().count("\n") == 10
+    # each conformation's own particles give its map better than particles of any conformation
+    assert record["mean_fsc_auc"] > scores["shuffled"]["mean_fsc_auc"] + 0.01, \
+        (record["mean_fsc_auc"], scores["shuffled"]["mean_fsc_auc"])
+    assert 0.0 < record["mean_fsc_auc"] < 0.5

@@ -83,6 +83,7 @@ def test_train_section_is_trainconfig():
     ("simulate", "flexcore.stages.simulate:run_simulate", {"use_mask"}),
     ("prep", "flexcore.stages.prep.step:run_prep", set()),
     ("mesh", "flexcore.stages.mesh.step:run_mesh", set()),
+    ("explore", "flexcore.stages.explore:run_explore", {"enabled"}),
     ("generate", "flexcore.stages.generate.step:run_generate", {"from_reconstruction"}),
     ("reconstruct", "flexcore.stages.reconstruct.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
     ("select", "flexcore.stages.select:run_select", {"enabled"}),
@@ -133,6 +134,9 @@ def dry_run(tmp_path, config: dict, *args):
                 "consensus_map": "no/such/map.mrc"}},
      ["config key input.particles: file 'no/such/particles.star' does not exist"]),
     ({"input": {"source": "files"}}, ["config key input.particles: required"]),
+    ({"input": {"source": "cryodrgn", "particles": "p.txt", "consensus_map": "m.mrc"}},
+     ["config key input.poses: required when input.source is 'cryodrgn'"]),
+    ({"input": {"poses": "poses.pkl"}}, ["config key input.poses: is for input.source: cryodrgn"]),
     ({"input": {"mask": "missing_mask.mrc"}},
      ["config key input.mask: file 'missing_mask.mrc' does not exist"]),
     ({"prep": {"crop_box": 40}}, ["config key simulate.use_mask"]),
@@ -140,10 +144,22 @@ def dry_run(tmp_path, config: dict, *args):
      ["config key sweep.parameters.learning_rate"]),
     ({"sweep": {"name": "s", "parameters": {"gpus": [1, 2]}}},
      ["config key sweep.parameters.gpus: is how many GPUs a job uses"]),
+    ({"sweep": {"name": "s", "parameters": {"prep.train_box": [40, 41]}}},
+     ["config key sweep.parameters.prep.train_box: value 41 does not fit prep.train_box"]),
+    ({"sweep": {"name": "s", "parameters": {"train.epochs": [2, "many"]}}},
+     ["config key sweep.parameters.train.epochs: value 'many' does not fit"]),
+    ({"sweep": {"name": "s", "parameters": {"simulate.box": [32]}}},
+     ["config key sweep.parameters.simulate.box: not a key of prep, mesh, train"]),
+    ({"sweep": {"name": "s", "mode": "zip",
+                "parameters": {"n_cells": [12, 16], "rigidity_lambda": [1.0]}}},
+     ["config key sweep.parameters: mode zip pairs the i-th values"]),
+    ({"sweep": {"name": "s", "parameters": {"reconstruct.scratch_dir": ["a/b", "a b"]}}},
+     ["share the folder name reconstruct.scratch_dir~a-b"]),
     ({"generate": {"from_reconstruction": True}, "reconstruct": {"enabled": False}},
      ["config key generate.from_reconstruction"]),
     ({"select": {"enabled": False}}, ["config key states.source"]),
     ({"select": {"method": "lasso"}}, ["'lasso' is not one of", "['select']['method']"]),
+    ({"select": {"method": "file"}}, ["config key select.selection_file: required"]),
     ({"localres": {"window_px": 15}}, ["15 is not a multiple of 2"]),
 ])
 def test_bad_configuration_fails_before_any_job_naming_the_key(tmp_path, config, message):
@@ -152,6 +168,30 @@ def test_bad_configuration_fails_before_any_job_naming_the_key(tmp_path, config,
     for part in message:
         assert part in result.stdout, result.stdout[-3000:]
     assert "Job stats" not in result.stdout
+
+
+@pytest.mark.parametrize("config, message", [
+    ({"select": {"method": "box"}},
+     "config key select.center is required for this selection method"),
+    ({"select": {"method": "box", "center": [0.0, 0.0], "half_widths": [0.2]}},
+     "config key select.center = [0.0, 0.0]: expected 1 finite number(s)"),
+    ({"select": {"method": "percentile", "axis": 2}}, "config key select.axis = 2"),
+    ({"select": {"n_clusters": 2000}},
+     "config key select.n_clusters = 2000: must be an integer 1…1500"),
+    ({"select": {"method": "points", "points": [[0.5, 0.5]]}},
+     "config key select.points[0] = [0.5, 0.5]: expected 1 finite number(s)"),
+    ({"localres": {"window_px": 64}},
+     "config key localres.window_px = 64: the window must fit in half the reconstruction's "
+     "56 px box (at most 28 px)"),
+    ({"select": {"method": "percentile", "percentile_low": 80, "percentile_high": 20}},
+     "config key select.percentile_low/high = 80, 20: need 0 ≤ low < high ≤ 100"),
+])
+def test_stage_parameters_fail_before_any_job(tmp_path, config, message):
+    """What select and localres would refuse after training fails the dry run, in the
+    steps' own words (their check functions; the schema covers states and the rest)."""
+    result = dry_run(tmp_path, config)
+    assert result.returncode != 0 and "Job stats" not in result.stdout
+    assert message in result.stdout, result.stdout[-3000:]
 
 
 def test_user_files_and_sweep_points_appear_as_inputs(tmp_path):
@@ -178,3 +218,52 @@ def test_user_files_and_sweep_points_appear_as_inputs(tmp_path):
             assert f"{point}/mesh/mesh.npz" in out  # mesh parameters swept: own mesh
             assert f"{point}/train/train.json" in out
     assert str(data / "mask.mrc") in out and str(data / "z.npy") in out
+
+
+def test_cryodrgn_source_feeds_prep_its_pickles(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    for name in ("particles.txt", "poses.pkl", "ctf.pkl", "map.mrc"):
+        (data / name).write_text("placeholder")
+    config = {"dataset": "bench",
+              "input": {"source": "cryodrgn", "particles": str(data / "particles.txt"),
+                        "poses": str(data / "poses.pkl"), "ctf": str(data / "ctf.pkl"),
+                        "consensus_map": str(data / "map.mrc")}}
+    result = dry_run(tmp_path, config, "--printshellcmds", "--forcerun", "prep")
+    assert result.returncode == 0, result.stdout[-3000:]
+    out = result.stdout
+    assert "rule simulate" not in out and "rule evaluate" not in out
+    assert str(data / "poses.pkl") in out and str(data / "ctf.pkl") in out
+    assert "results/bench/prep/source.star" in out and "results/bench/train/z.pkl" in out
+    assert "results/bench/select/cluster1.star" in out  # subsets of the converted STAR
+
+
+def test_zip_sweep_and_sweeps_of_prep_reconstruct_and_select_keys(tmp_path):
+    from snakemake_cli import planned_jobs
+
+    sweeps = ROOT / "config" / "sweeps"
+    paired = yaml.safe_load((sweeps / "paired.yaml").read_text())
+    result = dry_run(tmp_path, paired)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["sweep_prep"] == jobs["sweep_mesh"] == jobs["sweep_train"] == 3  # zip: 3, not 27
+    point = "results/demo/sweep/paired/prep.train_box~40_train.latent_dim~1_train.rigidity_lambda~2.0"
+    assert f"{point}/prep/particles.star" in result.stdout
+    grid = yaml.safe_load((sweeps / "mesh_and_rigidity.yaml").read_text())
+    result = dry_run(tmp_path, grid)
+    assert result.returncode == 0, result.stdout[-3000:]
+    assert planned_jobs(result.stdout)["sweep_train"] == 4 and "sweep_prep" not in result.stdout
+    # reconstruct and select keys alone reuse the main training; odd values get safe folders
+    later = {"sweep": {"name": "later", "mode": "zip",
+                       "parameters": {"reconstruct.scratch_dir": ["/tmp/a b", "../up"],
+                                      "select.n_clusters": [2, 4]}}}
+    result = dry_run(tmp_path, later)
+    assert result.returncode == 0, result.stdout[-3000:]
+    jobs = planned_jobs(result.stdout)
+    assert jobs["sweep_reconstruct"] == jobs["sweep_select"] == 2 and "sweep_train" not in jobs
+    root = "results/demo/sweep/later"
+    assert f"{root}/reconstruct.scratch_dir~tmp-a-b_select.n_clusters~2/select/select.json" \
+        in result.stdout
+    assert f"{root}/reconstruct.scratch_dir~up_select.n_clusters~4/reconstruct/recon.json" \
+        in result.stdout
+    assert "sweep/later/.." not in result.stdout and " b_select" not in result.stdout

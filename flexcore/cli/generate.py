@@ -22,7 +22,8 @@ def add_args(parser) -> None:
     parser.add_argument("--percentile", type=float, default=None,
                         help="data-driven range: this percentile of |z_k| over the particles")
     parser.add_argument("--latents", default=None,
-                        help="custom latent points (.npy, .csv, or a .star/.cs with latents)")
+                        help="custom latent points (.npy, cryoDRGN z.pkl, .csv, or a .star/.cs "
+                             "with latents)")
     parser.add_argument("--highres-map", default=None, help="deform this map instead")
     parser.add_argument("--supersample", type=int, default=2, help="sub-points per voxel axis")
     parser.add_argument("--strain-threshold", type=float, default=None,

@@ -22,11 +22,17 @@ COMMANDS = {
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
     "reconstruct-combine": "combine separately solved halves into the reconstruction's outputs",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
+    "explore": "write the latent explorer page: look at latents, draw particle subsets",
     "select": "write particle subsets chosen by latent region as your original particles",
     "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",
     "evaluate": "score a trained model against a simulation's ground truth",
     "evaluate-reconstruction": "score the reconstructions against a simulation's ground truth",
+    "evaluate-conformations": "per-conformation FSC-AUC against ground-truth maps (CryoBench)",
+}
+# commands that are no pipeline stage: file tools over flexcore.core
+TOOLS = {
+    "convert-checkpoint": "convert a trusted checkpoint of an earlier flexcore (--trust)",
 }
 
 
@@ -38,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"flexcore {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
-    for name, summary in COMMANDS.items():
+    for name, summary in {**COMMANDS, **TOOLS}.items():
         module = importlib.import_module(f"flexcore.cli.{name.replace('-', '_')}")
         p = sub.add_parser(name, help=summary, description=module.__doc__,
                            formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -10,13 +10,18 @@ particles.star/.mrcs, consensus.mrc and prep.json. Image paths relative to a REL
 cryoSPARC project folder (Extract/job005/..., J1/imported/...) are found by searching the
 folders above the particle file, or give the project folder with --project-dir. The output
 folder must not hold the inputs (prep refuses to replace them).
+
+cryoDRGN / CryoBench datasets (an .mrcs stack or a .txt list of stacks, poses.pkl, ctf.pkl)::
+
+    flexcore prep particles.txt consensus.mrc results/prep --poses poses.pkl --ctf ctf.pkl
 """
 
 from __future__ import annotations
 
 
 def add_args(parser) -> None:
-    parser.add_argument("particles", help="RELION .star or cryoSPARC .cs with poses")
+    parser.add_argument("particles", help="RELION .star or cryoSPARC .cs with poses, or a "
+                                          "cryoDRGN .mrcs stack / .txt list of stacks")
     parser.add_argument("consensus_map", help="consensus map (.mrc), same box as particles")
     parser.add_argument("out_dir", help="output folder")
     parser.add_argument("--train-box", type=int, default=128, help="training box (px)")
@@ -34,6 +39,11 @@ def add_args(parser) -> None:
     parser.add_argument("--project-dir", default=None,
                         help="RELION/cryoSPARC project folder the image paths are relative to "
                              "(default: searched above the particle file)")
+    parser.add_argument("--poses", default=None,
+                        help="cryoDRGN poses.pkl (rotations, shifts in fractions of the box) "
+                             "for a .mrcs/.txt particle stack")
+    parser.add_argument("--ctf", default=None,
+                        help="cryoDRGN ctf.pkl (N x 9) for a .mrcs/.txt particle stack")
 
 
 def main(args) -> None:
@@ -42,4 +52,4 @@ def main(args) -> None:
     run_prep(args.particles, args.consensus_map, args.out_dir, train_box=args.train_box,
              crop_box=args.crop_box, n_particles=args.n_particles, pixel_size_A=args.pixel_size,
              resplit=args.resplit, auto_sign=not args.no_auto_sign, seed=args.seed,
-             project_dir=args.project_dir)
+             project_dir=args.project_dir, poses=args.poses, ctf=args.ctf)

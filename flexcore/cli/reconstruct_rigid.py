@@ -4,9 +4,11 @@ Example::
 
     flexcore reconstruct-rigid particles.star results/consensus --device cuda
 
-Wiener-filtered Fourier insertion of each half set (input split, or by index parity when the
-file has none), SSNR from the half-map FSC. Writes map.mrc, map_half_A.mrc, map_half_B.mrc,
-fsc.tsv and fsc.png. Every image is checked as it is read (NaN/infinite pixels, constant or
+Wiener-filtered Fourier insertion of each half set, SSNR from the half-map FSC. The input's
+half sets are used when complete and two-sided, a seeded random split otherwise (with a
+warning); copies of one image (e.g. after symmetry expansion) are kept in one half set, with
+a warning giving the count, so the FSC is not inflated. Writes map.mrc, map_half_A.mrc,
+map_half_B.mrc, fsc.tsv and fsc.png. Every image is checked as it is read (NaN/infinite pixels, constant or
 all-zero images are refused, naming the stack, the image and the particle row); the output
 folder must not hold the inputs.
 """

@@ -90,3 +90,20 @@ def resolution_or_none(resolution_A: float) -> float | None:
 def mean_fsc(fsc: np.ndarray, up_to_shell: int) -> float:
     """Average FSC over shells ``1 … up_to_shell`` (a single number to compare maps)."""
     return float(np.mean(fsc[1:up_to_shell + 1]))
+
+
+def fsc_auc(fsc: np.ndarray) -> float:
+    """Area under an FSC curve against frequency in 1/pixel, as CryoBench scores maps.
+
+    The curve of :func:`fsc_curve` (shells ``0 … N//2``) is integrated by the trapezoid rule
+    over shells ``0 … N//2 − 1`` at frequencies ``s / N`` (CryoBench's ``pixres`` axis), with
+    shell 0 counted as 1 as CryoBench does; a perfect map scores ``(N//2 − 1) / N`` (just
+    under 0.5), one unrelated to the reference about 0. NaN when a shell is not finite.
+    """
+    fsc = np.asarray(fsc, dtype=np.float64)
+    n = 2 * (len(fsc) - 1)
+    values = fsc[: n // 2].copy()
+    values[0] = 1.0
+    if not np.isfinite(values).all():
+        return float("nan")
+    return float(((values[1:] + values[:-1]) / 2).sum() / n)  # trapezoid rule, step 1/N

@@ -17,8 +17,10 @@ from torch_fourier_slice.slice_insertion import insert_central_slices_rfft_3d_mu
 from torch_fourier_slice.volume_utils import separable_sinc2_correction
 
 from .ctf import calculate_ctf_2d
+from .errors import ConfigError
 from .fourier import rfft_radius_3d, shift_images
 from .fsc import fsc_curve
+from .half_sets import assign_half_sets, image_groups
 from .utils.logging import get_logger
 
 log = get_logger("flexcore.recon.rigid")
@@ -126,6 +128,10 @@ def reconstruct_halves(accumulators: tuple[FourierAccumulator, FourierAccumulato
     SSNR ``FSC / (1 − FSC)``; the full map the full-set SSNR.
     """
     acc_a, acc_b = accumulators
+    for acc, name in ((acc_a, "A"), (acc_b, "B")):
+        if acc.count == 0:
+            raise ConfigError(f"half set {name} has no particles: a gold-standard "
+                              "reconstruction needs both halves")
     raw_a = acc_a.solve()
     raw_b = acc_b.solve()
     fsc = fsc_curve(raw_a, raw_b, mask=mask)
@@ -138,12 +144,14 @@ def reconstruct_halves(accumulators: tuple[FourierAccumulator, FourierAccumulato
             "full": full.cpu().numpy(), "fsc": fsc}
 
 
-def reconstruct_particles(table, source=None, *, batch: int = 256, device="cpu", mask=None,
-                          pad: float = 2.0, log_every: int = 20) -> dict:
+def reconstruct_particles(table, source=None, *, half=None, batch: int = 256, device="cpu",
+                          mask=None, pad: float = 2.0, log_every: int = 20) -> dict:
     """Gold-standard rigid reconstruction of a :class:`~flexcore.core.io.ParticleTable`.
 
     Images are read lazily (``source``: an :class:`~flexcore.core.io.ImageSource`, by default
-    one over the table). Particles with an unknown half set are split by index parity.
+    one over the table). ``half`` ``(N,)`` 0/1 is each particle's half set; by default the
+    table's, checked by :func:`~flexcore.core.half_sets.assign_half_sets` (a random split
+    when incomplete or one-sided, copies of one image kept in one half set).
     Returns the dict of :func:`reconstruct_halves`.
     """
     from .io import ImageSource
@@ -151,9 +159,9 @@ def reconstruct_particles(table, source=None, *, batch: int = 256, device="cpu",
     table.require_poses()
     source = source or ImageSource(table)
     box, psize = table.box, table.pixel_size_A
-    half = table.half_set.copy()
-    unknown = half < 0
-    half[unknown] = np.arange(len(half))[unknown] % 2
+    if half is None:
+        half, _ = assign_half_sets(table.half_set, image_groups(table, source), resplit=False,
+                                   seed=0, where=table.source_path or "the particles")
     accs = (FourierAccumulator(box, psize, pad, device), FourierAccumulator(box, psize, pad, device))
     order = np.arange(len(table))
     for b, s in enumerate(range(0, len(order), batch)):

@@ -1,8 +1,8 @@
 rule prep:
     input:
-        particles=source_particles,
-        consensus_map=source_consensus_map,
+        unpack(prep_user_files),
     output:
+        **converted_source_output(),
         particles="results/{dataset}/prep/particles.star",
         stack="results/{dataset}/prep/particles.mrcs",
         consensus="results/{dataset}/prep/consensus.mrc",

@@ -1,17 +1,29 @@
-# Parameter sweep: the mesh/train/reconstruct/evaluate rules again, once per point of the
-# grid in config sweep, each point in its own folder; then a table and plot comparing them.
+# Parameter sweep: the stages downstream of the swept keys run again once per point (grid
+# or zip of config sweep), each point in its own folder; then a table and plot compare them.
 if SWEEP is not None:
 
     localrules:
         sweep_summary,
         sweep_provenance,
 
+    use rule prep as sweep_prep with:
+        output:
+            **sweep_rule_outputs("prep", f"{SWEEP_POINT}/prep"),
+        log:
+            f"{SWEEP_POINT}/logs/prep.log",
+        benchmark:
+            f"{SWEEP_POINT}/benchmarks/prep.tsv"
+        params:
+            pixel_size_A=config["input"]["pixel_size_A"],
+            project_dir=config["input"]["project_dir"] or None,
+            prep=sweep_prep_parameters,
+
     use rule mesh as sweep_mesh with:
         input:
             unpack(mesh_user_files),
-            consensus_map="results/{dataset}/prep/consensus.mrc",
+            consensus_map=sweep_mesh_input,
         output:
-            **outputs_moved_to(rules.mesh.output, f"{SWEEP_POINT_OUTPUT}/mesh"),
+            **sweep_rule_outputs("mesh", f"{SWEEP_POINT}/mesh"),
         log:
             f"{SWEEP_POINT}/logs/mesh.log",
         benchmark:
@@ -22,14 +34,10 @@ if SWEEP is not None:
     use rule train as sweep_train with:
         input:
             unpack(training_user_files),
-            prep_info="results/{dataset}/prep/prep.json",
-            particles="results/{dataset}/prep/particles.star",
-            stack="results/{dataset}/prep/particles.mrcs",
-            consensus="results/{dataset}/prep/consensus.mrc",
+            unpack(sweep_training_input),
             source_particles=source_particles,
-            mesh=sweep_mesh,
         output:
-            **outputs_moved_to(rules.train.output, f"{SWEEP_POINT_OUTPUT}/train"),
+            **sweep_rule_outputs("train", f"{SWEEP_POINT}/train"),
         log:
             f"{SWEEP_POINT}/logs/train.log",
         benchmark:
@@ -39,31 +47,41 @@ if SWEEP is not None:
 
     use rule reconstruct as sweep_reconstruct with:
         input:
-            checkpoint=f"{SWEEP_POINT}/train/model.pt",
+            unpack(sweep_prep_files),
+            checkpoint=sweep_model,
             mesh=sweep_mesh,
-            prep_info="results/{dataset}/prep/prep.json",
-            particles="results/{dataset}/prep/particles.star",
             source_particles=source_particles,
         output:
-            **outputs_moved_to(
-                rules.reconstruct.output, f"{SWEEP_POINT_OUTPUT}/reconstruct"
-            ),
+            **sweep_rule_outputs("reconstruct", f"{SWEEP_POINT}/reconstruct"),
         log:
             f"{SWEEP_POINT}/logs/reconstruct.log",
         benchmark:
             f"{SWEEP_POINT}/benchmarks/reconstruct.tsv"
+        params:
+            reconstruct=sweep_reconstruct_parameters,
+
+    use rule select as sweep_select with:
+        input:
+            unpack(sweep_prep_files),
+            latents=sweep_latents,
+            source_particles=source_particles,
+        output:
+            **sweep_rule_outputs("select", f"{SWEEP_POINT}/select"),
+        log:
+            f"{SWEEP_POINT}/logs/select.log",
+        benchmark:
+            f"{SWEEP_POINT}/benchmarks/select.tsv"
+        params:
+            select=sweep_select_parameters,
 
     use rule evaluate as sweep_evaluate with:
         input:
             unpack(ground_truth_files),
-            prep_info="results/{dataset}/prep/prep.json",
-            particles="results/{dataset}/prep/particles.star",
-            checkpoint=f"{SWEEP_POINT}/train/model.pt",
+            unpack(sweep_prep_files),
+            checkpoint=sweep_model,
             mesh=sweep_mesh,
         output:
-            **outputs_moved_to(
-                rules.evaluate.output, f"{SWEEP_POINT_OUTPUT}/evaluation"
-            ),
+            **sweep_rule_outputs("evaluate", f"{SWEEP_POINT}/evaluation"),
         log:
             f"{SWEEP_POINT}/logs/evaluate.log",
         benchmark:
@@ -77,18 +95,21 @@ if SWEEP is not None:
                 "results/{dataset}/sweep/{sweep}/summary.tsv",
                 caption="../report/sweep_table.rst",
                 category="6. Sweep",
+                labels={"item": "sweep summary (table)"},
             ),
             plot=report(
                 "results/{dataset}/sweep/{sweep}/summary.png",
                 caption="../report/sweep_plot.rst",
                 category="6. Sweep",
+                labels={"item": "sweep summary (plot)"},
             ),
         log:
             "results/{dataset}/sweep/{sweep}/logs/summary.log",
         conda:
             "../../envs/flexcore-cpu.yaml"
         params:
-            points=sweep_points_table(),
+            points=SWEEP,
+            mode=config["sweep"]["mode"],
         script:
             "../scripts/sweep_summary.py"
 
@@ -100,4 +121,4 @@ if SWEEP is not None:
         params:
             config=config,
             seeds=seeds(),
-            sweep=sweep_points_table(),
+            sweep=SWEEP,

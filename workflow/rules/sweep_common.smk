@@ -1,38 +1,109 @@
-# Helpers of the parameter sweep: the grid of points (a Paramspace), each point's mesh and
-# training parameters, and the files the sweep summary compares.
+# Helpers of the parameter sweep: its points (a grid of all combinations, or a zip of
+# paired values), each point's folder name and parameters per stage, which stages run per
+# point, and the files the sweep summary compares.
+import copy
 import itertools
 
-import pandas as pd
-from snakemake.utils import Paramspace
+# Sections whose keys a sweep can vary, in pipeline order, and the keys it cannot: they
+# decide which jobs exist or how many GPUs a job takes, not the science.
+SWEEP_SECTIONS = ("prep", "mesh", "train", "reconstruct", "select")
+SWEEP_FIXED_KEYS = {"enabled", "gpus", "split_jobs"}
+# Stages that run again at a point when a stage they depend on was swept.
+SWEEP_DOWNSTREAM = {
+    "prep": {"prep", "mesh", "train", "reconstruct", "select", "evaluate"},
+    "mesh": {"mesh", "train", "reconstruct", "evaluate"},
+    "train": {"train", "reconstruct", "select", "evaluate"},
+    "reconstruct": {"reconstruct"},
+    "select": {"select"},
+}
 
 
-def sweep_stage_of(name):
-    """'train' or 'mesh': the config section a swept parameter belongs to."""
-    if name == "gpus":
-        fail_config(
-            "sweep.parameters.gpus",
-            "is how many GPUs a job uses, not a parameter a sweep can vary",
-        )
-    stages = [s for s in ("train", "mesh") if name in config[s]]
-    if not stages:
+def sweep_key(name):
+    """(section, key) of a swept parameter: "section.key", or a bare key of exactly one of
+    train and mesh (the short form of sweep files: rigidity_lambda, n_cells)."""
+    section, _, key = name.rpartition(".")
+    if section:
+        if section not in SWEEP_SECTIONS or key not in config[section]:
+            fail_config(
+                f"sweep.parameters.{name}",
+                f"not a key of {', '.join(SWEEP_SECTIONS)} (write section.key)",
+            )
+    else:
+        owners = [s for s in ("train", "mesh") if name in config[s]]
+        if len(owners) != 1:
+            fail_config(
+                f"sweep.parameters.{name}",
+                "not a key of train or mesh; write section.key for a key of "
+                f"{', '.join(SWEEP_SECTIONS)}",
+            )
+        section, key = owners[0], name
+    if key in SWEEP_FIXED_KEYS:
         fail_config(
             f"sweep.parameters.{name}",
-            "not a key of train or mesh (those are the parameters a sweep can vary)",
+            "is how many GPUs a job uses or which jobs run, not a parameter a sweep can vary",
         )
-    return stages[0]
+    return section, key
 
 
-def sweep_grid(sweep):
-    """All combinations of the swept values, one row per point (columns = parameters)."""
+def check_sweep_value(name, value):
+    """Fail naming the key unless the config with this value still matches the schema."""
+    section, key = sweep_key(name)
+    trial = copy.deepcopy(config)
+    trial[section][key] = value
+    try:
+        validate(trial, schema="../schemas/config.schema.yaml")
+    except WorkflowError as exc:
+        fail_config(
+            f"sweep.parameters.{name}",
+            f"value {value!r} does not fit {section}.{key}: {str(exc).splitlines()[0]}",
+        )
+
+
+def safe_folder_value(value):
+    """A value as it may appear in a folder name: numbers as written; other values with
+    letters, digits, . + and - only (no /, .., spaces)."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return str(value)
+    text = re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value))
+    text = re.sub(r"\.{2,}", "-", text)
+    return re.sub(r"-{2,}", "-", text).strip("-.") or "empty"
+
+
+def sweep_points_table():
+    """The points as rows {"folder": name, parameter: value}: every combination (grid) or
+    the i-th value of every parameter (zip). Values are checked against the schema and the
+    folder names must differ."""
+    sweep = config["sweep"]
     names = sorted(sweep["parameters"])
     for name in names:
-        sweep_stage_of(name)
-    rows = itertools.product(*(sweep["parameters"][n] for n in names))
-    return pd.DataFrame(list(rows), columns=names)
+        for value in sweep["parameters"][name]:
+            check_sweep_value(name, value)
+    lists = [sweep["parameters"][n] for n in names]
+    if sweep["mode"] == "zip":
+        lengths = {n: len(v) for n, v in zip(names, lists)}
+        if len(set(lengths.values())) != 1:
+            fail_config(
+                "sweep.parameters",
+                f"mode zip pairs the i-th values, so every list needs the same length ({lengths})",
+            )
+        combos = list(zip(*lists))
+    else:
+        combos = list(itertools.product(*lists))
+    rows, seen = [], {}
+    for combo in combos:
+        folder = "_".join(f"{n}~{safe_folder_value(v)}" for n, v in zip(names, combo))
+        if folder in seen:
+            fail_config(
+                "sweep.parameters",
+                f"points {seen[folder]} and {combo} share the folder name {folder}",
+            )
+        seen[folder] = combo
+        rows.append({"folder": folder, **dict(zip(names, combo))})
+    return rows
 
 
-def sweep_paramspace():
-    """The sweep as a Paramspace (folders like rigidity_lambda~2.0), or None without one."""
+def sweep_points():
+    """The sweep's points (see sweep_points_table), or None without a sweep."""
     sweep = config["sweep"]
     if not sweep["name"]:
         return None
@@ -40,28 +111,50 @@ def sweep_paramspace():
         fail_config(
             "sweep.parameters", "is empty; give at least one parameter and its values"
         )
-    return Paramspace(sweep_grid(sweep), filename_params="*")
+    return sweep_points_table()
 
 
-SWEEP = sweep_paramspace()
+SWEEP = sweep_points()
 
 
 wildcard_constraints:
     sweep=re.escape(config["sweep"]["name"]) if SWEEP else "(?!)",
+    point="|".join(re.escape(p["folder"]) for p in SWEEP) if SWEEP else "(?!)",
 
 
-def sweep_point_pattern(constrained):
-    """results/{dataset}/sweep/{sweep}/<param>~{<param>}_...: one point's folder as a
-    pattern; constrained=True keeps each value to one path component without '_'."""
-    pattern = SWEEP.wildcard_pattern
-    if constrained:
-        pattern = re.sub(r"\{(\w+)\}", r"{\1,[^/_]+}", pattern)
-    return f"results/{{dataset}}/sweep/{{sweep}}/{pattern}"
+SWEEP_POINT = "results/{dataset}/sweep/{sweep}/{point}"
 
 
-if SWEEP is not None:
-    SWEEP_POINT = sweep_point_pattern(constrained=False)
-    SWEEP_POINT_OUTPUT = sweep_point_pattern(constrained=True)
+def swept_sections():
+    """The sections the sweep varies."""
+    return {sweep_key(n)[0] for n in config["sweep"]["parameters"]} if SWEEP else set()
+
+
+def sweep_point_stage_names():
+    """Stages that run at every point: those downstream of a swept section (a sweep of
+    reconstruct or select keys alone reuses the dataset's training); the reconstruction
+    also when sweep.reconstruct asks for it, the evaluation for simulated data."""
+    swept = swept_sections()
+    stages = set()
+    for section in swept:
+        stages |= SWEEP_DOWNSTREAM[section]
+    if "select" not in swept:
+        stages.discard("select")
+    if config["sweep"]["reconstruct"] and "train" in stages:
+        stages.add("reconstruct")
+    elif "reconstruct" not in swept:
+        stages.discard("reconstruct")
+    if not evaluation_wanted():
+        stages.discard("evaluate")
+    return stages
+
+
+def sweep_stage_root(stage, wildcards):
+    """Folder holding a stage's outputs for one point: the point's own folder when the
+    stage runs per point, else the dataset's."""
+    if stage in sweep_point_stage_names():
+        return SWEEP_POINT.format(**wildcards)
+    return f"results/{wildcards.dataset}"
 
 
 def outputs_moved_to(rule_output, folder):
@@ -78,66 +171,114 @@ def outputs_moved_to(rule_output, folder):
 
 
 def sweep_point(wildcards):
-    """This point's parameter values {name: value}, as typed in the sweep file (looked up
-    by folder name: Paramspace.instance would read the folder "multires~False" as True).
-    """
-    folder = SWEEP.wildcard_pattern.format(**wildcards)
-    for row in sweep_points_table():
-        if row["folder"] == folder:
+    """This point's parameter values {name: value}, as typed in the sweep file."""
+    for row in SWEEP:
+        if row["folder"] == wildcards.point:
             return {k: v for k, v in row.items() if k != "folder"}
-    raise WorkflowError(f"{folder} is not a point of sweep {config['sweep']['name']}")
-
-
-def sweep_varies_mesh():
-    """True when a mesh parameter is swept (then every point builds its own mesh)."""
-    return SWEEP is not None and any(
-        sweep_stage_of(n) == "mesh" for n in SWEEP.dataframe.columns
+    raise WorkflowError(
+        f"{wildcards.point} is not a point of sweep {config['sweep']['name']}"
     )
 
 
-def sweep_training_parameters(wildcards):
-    """The TrainConfig dict of one point: config train with the point's train values."""
-    point = sweep_point(wildcards)
-    return {
-        **training_parameters(),
-        **{k: v for k, v in point.items() if k in training_parameters()},
-    }
+def point_values(wildcards, section):
+    """{key: value} of the point's swept keys of one section."""
+    values = {}
+    for name, value in sweep_point(wildcards).items():
+        sec, key = sweep_key(name)
+        if sec == section:
+            values[key] = value
+    return values
+
+
+def sweep_prep_parameters(wildcards):
+    return {**config["prep"], **point_values(wildcards, "prep")}
 
 
 def sweep_mesh_parameters(wildcards):
-    """run_mesh keyword arguments of one point: config mesh with the point's mesh values."""
-    point = sweep_point(wildcards)
+    return {**mesh_parameters(), **point_values(wildcards, "mesh")}
+
+
+def sweep_training_parameters(wildcards):
+    return {**training_parameters(), **point_values(wildcards, "train")}
+
+
+def sweep_reconstruct_parameters(wildcards):
+    return {**reconstruct_parameters(), **point_values(wildcards, "reconstruct")}
+
+
+def sweep_select_parameters(wildcards):
+    return {**select_parameters(), **point_values(wildcards, "select")}
+
+
+def sweep_prep_files(wildcards):
+    """The prepared particles a point uses (its own when prep is swept)."""
+    root = sweep_stage_root("prep", wildcards)
     return {
-        **mesh_parameters(),
-        **{k: v for k, v in point.items() if k in config["mesh"]},
+        "prep_info": f"{root}/prep/prep.json",
+        "particles": f"{root}/prep/particles.star",
+    }
+
+
+def sweep_mesh_input(wildcards):
+    return f"{sweep_stage_root('prep', wildcards)}/prep/consensus.mrc"
+
+
+def sweep_training_input(wildcards):
+    root = sweep_stage_root("prep", wildcards)
+    return {
+        **sweep_prep_files(wildcards),
+        "stack": f"{root}/prep/particles.mrcs",
+        "consensus": f"{root}/prep/consensus.mrc",
+        "mesh": sweep_mesh(wildcards),
     }
 
 
 def sweep_mesh(wildcards):
-    """The mesh a point trains on: its own if mesh parameters are swept, else the dataset's."""
-    if sweep_varies_mesh():
-        return f"{SWEEP_POINT.format(**wildcards)}/mesh/mesh.npz"
-    return f"results/{wildcards.dataset}/mesh/mesh.npz"
+    return f"{sweep_stage_root('mesh', wildcards)}/mesh/mesh.npz"
+
+
+def sweep_model(wildcards):
+    return f"{sweep_stage_root('train', wildcards)}/train/model.pt"
+
+
+def sweep_latents(wildcards):
+    return f"{sweep_stage_root('train', wildcards)}/train/latents.npy"
 
 
 def sweep_point_files(dataset):
     """Per point, the files the summary reads: training, reconstruction, evaluation."""
     if SWEEP is None:
         return {}
-    root = f"results/{dataset}/sweep/{config['sweep']['name']}"
+    stages = sweep_point_stage_names()
+
+    def per_point(stage, name):
+        return [
+            f"{sweep_stage_root(stage, Wildcards(dataset, p['folder']))}/{name}"
+            for p in SWEEP
+        ]
+
     files = {
-        "train": [f"{root}/{p}/train/train.json" for p in SWEEP.instance_patterns],
-        "latents": [f"{root}/{p}/train/latents.npy" for p in SWEEP.instance_patterns],
+        "train": per_point("train", "train/train.json"),
+        "latents": per_point("train", "train/latents.npy"),
     }
-    if config["sweep"]["reconstruct"]:
-        files["recon"] = [
-            f"{root}/{p}/reconstruct/recon.json" for p in SWEEP.instance_patterns
-        ]
-    if evaluation_wanted():
-        files["evaluation"] = [
-            f"{root}/{p}/evaluation/evaluation.json" for p in SWEEP.instance_patterns
-        ]
+    if "reconstruct" in stages:
+        files["recon"] = per_point("reconstruct", "reconstruct/recon.json")
+    if "evaluate" in stages:
+        files["evaluation"] = per_point("evaluate", "evaluation/evaluation.json")
     return files
+
+
+class Wildcards:
+    """The wildcards of one point's jobs, for the helpers above outside a job."""
+
+    def __init__(self, dataset, point):
+        self.dataset, self.sweep, self.point = dataset, config["sweep"]["name"], point
+
+    def keys(self):
+        return ["dataset", "sweep", "point"]
+
+    def __getitem__(self, key):
+        return getattr(self, key)
 
 
 def sweep_summary_inputs(wildcards):
@@ -145,24 +286,29 @@ def sweep_summary_inputs(wildcards):
     return sweep_point_files(wildcards.dataset)
 
 
-def sweep_points_table():
-    """The points as rows {folder, parameter: value} (for the summary and provenance)."""
-    rows = []
-    for pattern, (_, row) in zip(SWEEP.instance_patterns, SWEEP.dataframe.iterrows()):
-        values = {k: v.item() if hasattr(v, "item") else v for k, v in row.items()}
-        rows.append({"folder": pattern, **values})
-    return rows
+SWEEP_STAGE_FOLDERS = {
+    "prep": "prep",
+    "mesh": "mesh",
+    "train": "train",
+    "reconstruct": "reconstruct",
+    "evaluate": "evaluation",
+    "select": "select",
+}
 
 
 def sweep_point_stages():
-    """(rule, folder) of the stages each sweep point runs, as the config asks for them."""
-    stages = [("mesh", "mesh")] if sweep_varies_mesh() else []
-    stages.append(("train", "train"))
-    if config["sweep"]["reconstruct"]:
-        stages.append(("reconstruct", "reconstruct"))
-    if evaluation_wanted():
-        stages.append(("evaluate", "evaluation"))
-    return stages
+    """(rule, folder) of the stages each sweep point runs, in pipeline order."""
+    stages = sweep_point_stage_names()
+    return [(s, f) for s, f in SWEEP_STAGE_FOLDERS.items() if s in stages]
+
+
+def sweep_rule_outputs(rule_name, folder):
+    """The outputs of one of a point's stages (select: its plot and record; the subset
+    files, named by the point's select values, are written beside them)."""
+    moved = outputs_moved_to(getattr(rules, rule_name).output, folder)
+    if rule_name == "select":
+        moved.pop("subsets")
+    return moved
 
 
 def sweep_outputs(dataset):
@@ -172,11 +318,9 @@ def sweep_outputs(dataset):
         return []
     root = f"results/{dataset}/sweep/{config['sweep']['name']}"
     files = [f"{root}/summary.tsv", f"{root}/summary.png", f"{root}/provenance.yaml"]
-    for point in SWEEP.instance_patterns:
+    for point in SWEEP:
         for rule_name, folder in sweep_point_stages():
-            moved = outputs_moved_to(
-                getattr(rules, rule_name).output, f"{root}/{point}/{folder}"
-            )
+            moved = sweep_rule_outputs(rule_name, f"{root}/{point['folder']}/{folder}")
             for value in moved.values():
                 files += value if isinstance(value, list) else [value]
     return files

@@ -10,6 +10,7 @@ rule train:
     output:
         model="results/{dataset}/train/model.pt",
         latents="results/{dataset}/train/latents.npy",
+        latents_pkl="results/{dataset}/train/z.pkl",
         latents_star="results/{dataset}/train/latents.star",
         latents_cs="results/{dataset}/train/latents.cs",
         history="results/{dataset}/train/history.json",
@@ -17,16 +18,19 @@ rule train:
             "results/{dataset}/train/loss.png",
             caption="../report/loss.rst",
             category="2. Training",
+            labels={"item": "loss curves"},
         ),
         latent_plot=report(
             "results/{dataset}/train/latents.png",
             caption="../report/latents.rst",
             category="2. Training",
+            labels={"item": "latents"},
         ),
         examples=report(
             "results/{dataset}/train/examples.png",
             caption="../report/examples.rst",
             category="2. Training",
+            labels={"item": "held-out examples"},
         ),
         summary="results/{dataset}/train/train.json",
     log:

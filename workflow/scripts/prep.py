@@ -1,7 +1,8 @@
 """Rule prep: particles and consensus map Fourier-cropped to the training box.
 
-Calls flexcore.stages.prep.step.run_prep with config prep; writes particles.star/.mrcs,
-consensus.mrc and prep.json into the folder of output.info.
+Calls flexcore.stages.prep.step.run_prep with config prep (and cryoDRGN's poses/ctf pickles
+for input.source cryodrgn); writes particles.star/.mrcs, consensus.mrc and prep.json (and
+source.star for cryoDRGN input) into the folder of output.info.
 """
 
 import sys
@@ -20,5 +21,7 @@ call_step(
     Path(snakemake.output.info).parent,
     pixel_size_A=snakemake.params.pixel_size_A,
     project_dir=snakemake.params.project_dir,
+    poses=snakemake.input.get("poses"),
+    ctf=snakemake.input.get("ctf"),
     **snakemake.params.prep,
 )

@@ -25,5 +25,6 @@ table = call_step(
     files,
     snakemake.output.table,
     snakemake.output.plot,
+    mode=snakemake.params.mode,
 )
 print(table.to_string(index=False), file=sys.stderr)

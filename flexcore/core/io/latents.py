@@ -1,5 +1,6 @@
-"""Latent coordinates read from files: ``.npy``, text tables, or particle files with latent
-columns (``_flexLatentN`` in STAR, ``components_mode_N/value`` in cryoSPARC ``.cs``: the
+"""Latent coordinates read from files: ``.npy``, cryoDRGN ``z.pkl`` (read without running
+code, :func:`~flexcore.core.io.cryodrgn.read_latents_pkl`), text tables, or particle files
+with latent columns (``_flexLatentN`` in STAR, ``components_mode_N/value`` in cryoSPARC ``.cs``: the
 columns :func:`~flexcore.core.io.star.latents_to_star_columns` and
 :func:`~flexcore.core.io.cryosparc.latents_to_cs_fields` write)."""
 
@@ -10,14 +11,26 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InputFileError
+from .cryodrgn import read_latents_pkl
 from .readers import read_particles
 
 
+def load_npy(path: Path) -> np.ndarray:
+    """A ``.npy`` array, never unpickled (``allow_pickle=False``: an object array is refused,
+    its code never runs), with errors naming the file."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError for object arrays, OSError/EOFError for damage
+        raise InputFileError(path, f"cannot be read as a numeric .npy array: {exc}") from exc
+
+
 def read_init_latents(path, n: int, k: int) -> np.ndarray:
-    """Latents to start from: ``.npy (N, K)`` or a STAR/.cs with latent columns."""
+    """Latents to start from: ``.npy``/``z.pkl`` ``(N, K)`` or a STAR/.cs with latent columns."""
     path = Path(path)
     if path.suffix == ".npy":
-        z = np.load(path)
+        z = load_npy(path)
+    elif path.suffix == ".pkl":
+        z = read_latents_pkl(path)
     else:
         t = read_particles(path)
         raw = t.raw
@@ -33,13 +46,16 @@ def read_init_latents(path, n: int, k: int) -> np.ndarray:
 
 
 def read_latent_points(path, k: int) -> np.ndarray:
-    """Custom latent points ``(P, K)`` from ``.npy``, ``.csv``/``.txt`` (one point per row) or
-    a particle file with latent columns (``_flexLatentN`` / ``components_mode_N/value``)."""
+    """Custom latent points ``(P, K)`` from ``.npy``, cryoDRGN ``z.pkl``, ``.csv``/``.txt`` (one
+    point per row) or a particle file with latent columns (``_flexLatentN`` /
+    ``components_mode_N/value``)."""
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "latent point file not found")
     if path.suffix == ".npy":
-        z = np.load(path)
+        z = load_npy(path)
+    elif path.suffix == ".pkl":
+        z = read_latents_pkl(path)
     elif path.suffix in (".csv", ".txt", ".tsv"):
         text = path.read_text().strip().splitlines()
         rows = [r.replace(",", " ").split() for r in text if r.strip() and not r.startswith("#")]

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from ..utils.atomic import atomic_path
+from ..utils.disk import check_free_space, preallocate
 
 
 def _open(path, mode="r", mmap=False):
@@ -54,6 +55,20 @@ def read_map(path) -> tuple[np.ndarray, float]:
     if not np.isfinite(data).all():
         raise InputFileError(path, "map contains NaN or infinite values")
     return data.copy(), voxel
+
+
+def read_half_maps(path_a, path_b) -> tuple[np.ndarray, np.ndarray, float]:
+    """Two half maps of one reconstruction: ``(half_a, half_b, voxel_size_A)``. Refuses,
+    naming the second file, halves of different boxes or voxel sizes (one of them from
+    another reconstruction)."""
+    a, voxel_a = read_map(path_a)
+    b, voxel_b = read_map(path_b)
+    if a.shape != b.shape or abs(voxel_a - voxel_b) > 1e-3 * max(voxel_a, voxel_b):
+        raise InputFileError(path_b, f"half map is {b.shape[0]} px at {voxel_b:.4g} Å/px but "
+                                     f"its other half {path_a} is {a.shape[0]} px at "
+                                     f"{voxel_a:.4g} Å/px: both halves must come from one "
+                                     "reconstruction")
+    return a, b, voxel_a
 
 
 def read_mask(path, box: int, pixel_size_A: float | None = None, resample: bool = False) -> np.ndarray:
@@ -138,18 +153,34 @@ class StackWriter:
     """Write a large stack slice by slice into a memory-mapped file, then rename it.
 
     Use as a context manager; the final file appears only if the block ends without error.
+    Before anything is written the folder must have room for the whole stack
+    (:func:`~flexcore.core.utils.disk.check_free_space`), and the file's blocks are reserved
+    (:func:`~flexcore.core.utils.disk.preallocate`): a disk that fills up meanwhile is a
+    one-line :class:`~flexcore.core.errors.OutputPathError` naming the folder, never a
+    ``SIGBUS`` from a page of the map with no block behind it.
     """
 
     def __init__(self, path, n: int, size: int, pixel_size_A: float):
         self.path = Path(path)
         self.n, self.size, self.pixel_size_A = n, size, pixel_size_A
         self._ctx = None
+        self._mrc = None
 
     def __enter__(self):
+        folder = self.path.parent
+        check_free_space(folder, 1024 + 4 * self.n * self.size**2, what=f"{self.path.name}")
         self._ctx = atomic_path(self.path)
         tmp = self._ctx.__enter__()
-        self._mrc = mrcfile.new_mmap(tmp, shape=(self.n, self.size, self.size), mrc_mode=2,
-                                     overwrite=True)
+        try:
+            self._mrc = mrcfile.new_mmap(tmp, shape=(self.n, self.size, self.size), mrc_mode=2,
+                                         overwrite=True)
+            with open(tmp, "r+b") as fh:
+                preallocate(fh, os.path.getsize(tmp), folder)
+        except BaseException as err:
+            if self._mrc is not None:
+                self._mrc.close()
+            self._ctx.__exit__(type(err), err, err.__traceback__)
+            raise
         self._mrc.set_image_stack()
         self._mrc.voxel_size = self.pixel_size_A
         return self

@@ -6,6 +6,10 @@ name is ``.<stem>.<random>.part<suffix>`` (see :func:`partial_pattern`); a proce
 while writing leaves such a file behind, and the step that owns the output removes it on
 its next start (:func:`flexcore.core.utils.outputs.prepare_outputs`).
 
+A full disk (``ENOSPC``, or a quota's ``EDQUOT``) while writing becomes one
+:class:`~flexcore.core.errors.OutputPathError` naming the folder, with the temporary file
+removed (:func:`flexcore.core.utils.disk.is_disk_full`).
+
 The finished file gets the mode any new file gets, ``0o666 & ~umask`` (``mkstemp``
 creates its file ``0o600``), so results are shared with a group as the user's umask says.
 """
@@ -17,6 +21,8 @@ import os
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+
+from .disk import disk_full_error, is_disk_full
 
 
 def current_umask() -> int:
@@ -50,7 +56,8 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
 
     The temporary name keeps the target's suffix (some writers look at it) unless
     ``suffix`` is given. On an exception the temporary file is removed and the target is
-    left untouched. The file is given the umask's mode before it is renamed.
+    left untouched (a full disk is reported as above). The file is given the umask's mode
+    before it is renamed.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -62,9 +69,11 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
         yield tmp_path
         os.chmod(tmp_path, new_file_mode())
         os.replace(tmp_path, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp_path.unlink()
+        if is_disk_full(exc):
+            raise disk_full_error(path.parent) from None
         raise
 
 

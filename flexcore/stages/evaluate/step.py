@@ -8,7 +8,9 @@
   motion is; the simulation's ``moving_mask.mrc``) and inside the whole solvent mask.
 
 :func:`run_evaluate` is the ``evaluate`` step: it writes the record as ``evaluation.json``
-and one row per ground-truth map as ``evaluation.tsv``.
+and one row per ground-truth map as ``evaluation.tsv``. :func:`run_evaluate_conformations`
+scores any dataset with ground-truth maps per conformation (CryoBench's FSC-AUC, see
+:mod:`.conformations`).
 """
 
 from __future__ import annotations
@@ -23,11 +25,13 @@ from scipy.stats import spearmanr
 from ...core.deform import VolumeDeformer
 from ...core.fourier import band_limit_resample_3d
 from ...core.fsc import fsc_curve, mean_fsc, resolution_at
-from ...core.io import read_map, read_particles
+from ...core.ground_truth import check_latents_match, read_truth
+from ...core.io import read_map
 from ...core.trained import load_trained_model
 from ...core.utils.atomic import atomic_path, write_text_atomic
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
+from .conformations import evaluate_conformations
 
 log = get_logger("flexcore.evaluate")
 
@@ -40,15 +44,11 @@ def evaluate_training(sim_dir, prep_dir, checkpoint, mesh=None, window: float = 
     resolution the model was trained to.
     """
     sim_dir, prep_dir = Path(sim_dir), Path(prep_dir)
-    truth_info = json.loads((sim_dir / "ground_truth.json").read_text())
-    sim_table = read_particles(sim_dir / "particles.star")
-    prep_table = read_particles(prep_dir / "particles.star")
-    src = np.asarray(prep_table.raw["flexSourceIndex"], dtype=np.int64)
-    n_motions = int(truth_info["n_motions"])
-    truth = np.stack([np.asarray(sim_table.raw[f"flexTrueCoord{m + 1}"], dtype=np.float64)[src]
-                      for m in range(n_motions)], axis=1)
+    truth_info, truth = read_truth(sim_dir, prep_dir)
+    n_motions = truth.shape[1]
     model = load_trained_model(checkpoint, mesh)
     z = model.latents
+    check_latents_match(z, truth, checkpoint, prep_dir)
     rho = np.array([[abs(spearmanr(z[:, k], truth[:, m]).statistic) for m in range(n_motions)]
                     for k in range(z.shape[1])])
     best = rho.max(axis=0)
@@ -118,4 +118,26 @@ def run_evaluate(sim_dir, prep_dir, checkpoint, out_dir, *, mesh=None) -> dict:
     log.info("Spearman rho (best per motion): %s; generated maps beat the consensus at %d/%d "
              "ground-truth states in the moving domain; wrote %s", record["spearman_best"],
              record["generated_better_moving"], record["n_maps"], out)
+    return record
+
+
+def run_evaluate_conformations(prep_dir, checkpoint, gt_maps, out_dir, *, labels=None,
+                               images_per_map: int | None = None, mask=None, mesh=None) -> dict:
+    """Write :func:`evaluate_conformations`'s record as ``conformations.json`` and a table
+    ``conformations.tsv`` (atomically). Returns the record."""
+    gt_maps = [str(p) for p in gt_maps]
+    out = prepare_outputs("evaluate", out_dir, ["conformations.json", "conformations.tsv"],
+                          {"checkpoint": checkpoint, "mask": mask, "labels": labels,
+                           **{f"ground-truth map {p}": p for p in gt_maps}})
+    record = evaluate_conformations(prep_dir, checkpoint, gt_maps, labels=labels,
+                                    images_per_map=images_per_map, mask=mask, mesh=mesh)
+    write_text_atomic(out / "conformations.json", json.dumps(record, indent=2) + "\n")
+    with atomic_path(out / "conformations.tsv") as tmp:
+        lines = ["conformation\tgt_map\tn_particles\tfsc_auc\tres05_A\tlatent"]
+        lines += [f"{r['conformation']}\t{r['gt_map']}\t{r['n_particles']}\t{r['fsc_auc']:.4f}\t"
+                  f"{r['res05_A']:.2f}\t" + " ".join(f"{v:+.3f}" for v in r["latent"])
+                  for r in record["conformations"]]
+        tmp.write_text("\n".join(lines) + "\n")
+    log.info("per-conformation FSC-AUC: mean %.4f, median %.4f over %d maps; wrote %s",
+             record["mean_fsc_auc"], record["median_fsc_auc"], record["n_maps"], out)
     return record

@@ -27,7 +27,8 @@ from ...core.errors import InputFileError
 from ...core.fourier import center_crop
 from ...core.fsc import format_resolution, fsc_curve, mean_fsc, resolution_at, shell_frequencies
 from ...core.fsc_outputs import format_fsc_axes
-from ...core.io import read_map, read_particles
+from ...core.ground_truth import check_latents_match, read_truth
+from ...core.io import read_map
 from ...core.trained import load_trained_model
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.figures import new_figure, save_png
@@ -46,7 +47,7 @@ def evaluate_reconstruction(sim_dir, prep_dir, checkpoint, recon_dir, mesh=None,
     """Compare ``recon_dir``'s maps with the ground truth of ``flexcore simulate`` output
     (see the module docstring). Needs the rigid baseline (``noflex_map*.mrc``)."""
     sim_dir, prep_dir, recon_dir = Path(sim_dir), Path(prep_dir), Path(recon_dir)
-    info = json.loads((sim_dir / "ground_truth.json").read_text())
+    info, truth = read_truth(sim_dir, prep_dir)
     names = ["flex_map_half_A", "flex_map_half_B", "noflex_map_half_A", "noflex_map_half_B",
              "flex_map", "noflex_map"]
     for n in names:
@@ -56,6 +57,11 @@ def evaluate_reconstruction(sim_dir, prep_dir, checkpoint, recon_dir, mesh=None,
     fa, psize = read_map(recon_dir / "flex_map_half_A.mrc")
     box = fa.shape[0]
     fb, ra, rb, flex, rigid = (read_map(recon_dir / f"{n}.mrc")[0] for n in names[1:])
+    for n, vol in zip(names[1:], (fb, ra, rb, flex, rigid)):
+        if vol.shape != fa.shape:
+            raise InputFileError(recon_dir / f"{n}.mrc", f"map is {vol.shape[0]} px but "
+                                                         f"flex_map_half_A.mrc is {box} px: all "
+                                                         "must come from one reconstruction")
     moving = np.clip(_map(sim_dir / "moving_mask.mrc", box), 0, 1)
     whole = np.clip(_map(sim_dir / "mask.mrc", box), 0, 1)
     masks = {"moving": moving, "core": whole * (1 - moving), "whole": whole}
@@ -66,11 +72,8 @@ def evaluate_reconstruction(sim_dir, prep_dir, checkpoint, recon_dir, mesh=None,
             half[f"{kind}_{region}"] = {"curve": curve, "res0143_A": resolution_at(curve, 0.143, psize)}
     below = np.flatnonzero(half["rigid_whole"]["curve"][1:] < 0.143)
     top = int(below[0]) if len(below) else box // 2
-    sim_table = read_particles(sim_dir / "particles.star")
-    src = np.asarray(read_particles(prep_dir / "particles.star").raw["flexSourceIndex"], dtype=np.int64)
-    truth = np.stack([np.asarray(sim_table.raw[f"flexTrueCoord{m + 1}"], dtype=np.float64)[src]
-                      for m in range(int(info["n_motions"]))], axis=1)
     model = load_trained_model(checkpoint, mesh)
+    check_latents_match(model.latents, truth, checkpoint, prep_dir)
     deformer = VolumeDeformer(model, torch.from_numpy(flex), psize, supersample=2, device="cpu")
     rows, truth_curves = [], {"flex_moving": [], "rigid_moving": []}
     for path, coord in zip(info["gt_maps"], info["gt_coordinates"]):

@@ -22,16 +22,18 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.errors import ConfigError, InputFileError
+from ...core.errors import InputFileError
 from ...core.fsc import format_resolution
 from ...core.fsc_outputs import write_fsc_table
-from ...core.io import read_map, write_map
+from ...core.io import read_half_maps as read_half_map_pair
+from ...core.io import write_map
 from ...core.trained import load_trained_model
 from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.utils.provenance import write_provenance
+from .parameters import check_parameters
 from .plots import display_range, plot_local_resolution, plot_region_fsc
 from .regions import (
     LABEL_NAMES,
@@ -41,7 +43,7 @@ from .regions import (
     segment_labels,
     soft_region_mask,
 )
-from .windowed import check_parameters, local_resolution
+from .windowed import local_resolution
 
 log = get_logger("flexcore.localres")
 KINDS = ("flex", "noflex")
@@ -59,8 +61,13 @@ def read_half_maps(recon_dir: Path) -> tuple[dict, float]:
                 raise InputFileError(paths[0], "half map not found: run `flexcore reconstruct` first")
             log.warning("no rigid baseline half maps in %s: flexible maps only", recon_dir)
             continue
-        (a, psize), (b, _) = read_map(paths[0]), read_map(paths[1])
-        maps[kind] = (a, b)
+        a, b, voxel = read_half_map_pair(*paths)
+        if maps and (a.shape != maps["flex"][0].shape or abs(voxel - psize) > 1e-3 * psize):
+            raise InputFileError(paths[0], f"rigid half map is {a.shape[0]} px at {voxel:.4g} "
+                                           f"Å/px but the flexible ones are "
+                                           f"{maps['flex'][0].shape[0]} px at {psize:.4g} Å/px: "
+                                           "both must come from one reconstruction")
+        maps[kind], psize = (a, b), voxel
     return maps, float(psize)
 
 
@@ -82,11 +89,8 @@ def run_localres(checkpoint, recon_dir, out_dir, *, mesh=None, region_quantile: 
     n_samples : particles' latents sampled for the motion amplitude.
     device : ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
     """
-    if not 0.0 < region_quantile < 0.5:
-        raise ConfigError(f"localres.region_quantile = {region_quantile!r}: must be in (0, 0.5)")
-    if not (isinstance(n_samples, (int, np.integer)) and n_samples >= 1):
-        raise ConfigError(f"localres.n_samples = {n_samples!r}: must be an integer ≥ 1")
-    check_parameters(window_px, stride, threshold)
+    check_parameters(window_px, stride, threshold, region_quantile=region_quantile,
+                     n_samples=n_samples)
     recon_dir = Path(recon_dir)
     dev = distributed.resolve_device(device, "localres.device")
     model = load_trained_model(checkpoint, mesh, device=dev)
@@ -101,6 +105,7 @@ def run_localres(checkpoint, recon_dir, out_dir, *, mesh=None, region_quantile: 
         raise InputFileError(recon_dir / "flex_map_half_A.mrc",
                              f"voxel size {psize:.4f} Å differs from the model's upscaled mesh "
                              f"({mesh_hi.pixel_size_A:.4f} Å): another model's reconstruction?")
+    check_parameters(window_px, stride, threshold, box=box)
     stride = stride or max(2, round(box / 48))
     amp_v = motion_amplitude(lambda z: model.displacements(z, dev), model.latents,
                              model.pixel_size_A, n_samples=n_samples)

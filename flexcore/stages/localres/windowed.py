@@ -18,8 +18,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ...core.errors import ConfigError
 from ...core.fourier import rfft_radius_3d
+from .parameters import check_parameters
 
 
 def soft_sphere_window(w: int, device=None) -> torch.Tensor:
@@ -65,17 +65,6 @@ def crossing_resolution(fsc: torch.Tensor, threshold: float, window_px: int,
     res = window_px * pixel_size_A / shell.clamp_min(1.0)
     res = torch.where(any_below, res, torch.full_like(res, 2.0 * pixel_size_A))
     return res.clamp(2.0 * pixel_size_A, window_px * pixel_size_A)
-
-
-def check_parameters(window_px, stride, threshold) -> None:
-    """Raise :class:`ConfigError` naming the first bad ``localres.*`` parameter
-    (``stride`` may be None: chosen from the box later)."""
-    if not (isinstance(window_px, (int, np.integer)) and window_px >= 8 and window_px % 2 == 0):
-        raise ConfigError(f"localres.window_px = {window_px!r}: must be an even integer ≥ 8")
-    if stride is not None and not (isinstance(stride, (int, np.integer)) and stride >= 1):
-        raise ConfigError(f"localres.stride = {stride!r}: must be an integer ≥ 1")
-    if not 0.0 < threshold < 1.0:
-        raise ConfigError(f"localres.threshold = {threshold!r}: must be in (0, 1)")
 
 
 @torch.no_grad()

@@ -1,14 +1,18 @@
 """``flexcore prep``: particles and consensus map at the training box.
 
-Reads any particle file (RELION 3.0/3.1+/5 STAR or cryoSPARC ``.cs``) and the consensus
-map, checks they agree (box, pixel size), optionally crops the box in real space (the box
-for high-resolution reconstruction) and Fourier-crops particles and map to the training
+Reads any particle file (RELION 3.0/3.1+/5 STAR, cryoSPARC ``.cs``, or a cryoDRGN stack
+with its ``poses.pkl`` and ``ctf.pkl``) and the consensus map, checks they agree (box,
+pixel size), optionally crops the box in real space (the box for high-resolution
+reconstruction) and Fourier-crops particles and map to the training
 box. It measures the particles' contrast sign and scale against projections of the
 consensus map (flipping inverted particles) and the residual noise spectrum, and writes:
 
 * ``particles.star`` + ``particles.mrcs`` — prepared particles (RELION 3.1; shifts in Å;
   ``_flexSourceIndex`` links each row to the input file's row, i.e. the full-resolution image);
 * ``consensus.mrc`` — the consensus map at the training box;
+* ``source.star`` — for cryoDRGN input only: the full-resolution particles converted once
+  into flexcore's conventions (RELION 3.1 STAR naming the original stacks); the later stages
+  read it as the source particle file;
 * ``prep.json`` — sizes, pixel sizes, sign/scale, noise, half-set origin, the particles'
   agreement with the map and provenance.
 
@@ -21,6 +25,7 @@ is checked as it is read (NaN/infinite pixels, constant or all-zero images).
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,11 +34,13 @@ import torch
 from ...core.ctf import ctf_for_particles
 from ...core.errors import ConfigError, InputFileError
 from ...core.fourier import center_crop, fourier_crop
+from ...core.half_sets import assign_half_sets, image_groups
 from ...core.io import ImageSource, StackWriter, read_map, read_particles, write_map, write_star
 from ...core.io.pixels import check_volume
 from ...core.model.image_model import ImageFormation
 from ...core.prep_info import PrepInfo
 from ...core.projection import project_volume
+from ...core.utils.disk import check_free_space
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 
@@ -43,6 +50,13 @@ OUTPUTS = ("particles.star", "particles.mrcs", "consensus.mrc", "prep.json")
 # second, they match it only weakly (a warning).
 MIN_MATCH_SCORE = 2.0
 WEAK_MATCH_SCORE = 4.0
+# what a weak score (between the two thresholds) usually means, measured on simulations:
+# poses drawn at random score about 2, the right particles against a mirrored map about 3
+WEAK_MATCH_MEANING = (
+    "Such a score usually means poses that do not belong to this map (random poses score "
+    "about 2) or a map of the wrong hand (a mirrored map scores about 3: flip it, e.g. "
+    "relion_image_handler --flipZ or ChimeraX 'volume flip', and run prep again)"
+)
 LIKELY_MISMATCH_CAUSES = (
     "shifts in pixels read as Å or Å as pixels (RELION rlnOriginXAngst/YAngst are Å; "
     "rlnOriginX/Y and cryoSPARC alignments3D/shift are pixels), a wrong pixel size, a map of "
@@ -153,8 +167,8 @@ def check_agreement(agreement: dict, particles, consensus_map, auto_sign: bool) 
                                         f"{MIN_MATCH_SCORE:g}×). Likely causes: "
                                         f"{LIKELY_MISMATCH_CAUSES}")
     if abs(score) < WEAK_MATCH_SCORE:
-        log.warning("the particles match the consensus map only weakly (%s); check for %s",
-                    said, LIKELY_MISMATCH_CAUSES)
+        log.warning("the particles match the consensus map only weakly (%s). %s; check also "
+                    "for %s", said, WEAK_MATCH_MEANING, LIKELY_MISMATCH_CAUSES)
     if score > 0:
         return 1.0
     if not auto_sign:
@@ -180,13 +194,16 @@ def run_prep(
     auto_sign: bool = True,
     seed: int = 0,
     project_dir=None,
+    poses=None,
+    ctf=None,
     batch: int = 512,
 ) -> PrepInfo:
     """Prepare particles for training (see the module docstring for the outputs).
 
     Parameters
     ----------
-    particles : RELION ``.star`` or cryoSPARC ``.cs`` with a consensus refinement's poses.
+    particles : RELION ``.star`` or cryoSPARC ``.cs`` with a consensus refinement's poses, or
+        a cryoDRGN ``.mrcs`` stack / ``.txt`` list of stacks (then ``poses`` and ``ctf``).
     consensus_map : the consensus map (same box and pixel size as the particles).
     train_box : training box (Fourier crop target, even, ≤ the crop box).
     crop_box : real-space crop of the particles and map first (None = keep the box).
@@ -196,9 +213,89 @@ def run_prep(
     auto_sign : flip particles whose contrast is inverted relative to the map.
     project_dir : the RELION/cryoSPARC project folder the particles' image paths are
         relative to (default: searched above the particle file); kept in ``prep.json``.
+    poses, ctf : cryoDRGN ``poses.pkl`` and ``ctf.pkl`` for a cryoDRGN ``particles``.
+
+    The steps, in order: read and check the inputs (:func:`read_prep_inputs`), choose the
+    half sets (:func:`~flexcore.core.half_sets.assign_half_sets`), measure the contrast
+    against the map (:func:`measure_contrast`), write the stack, the map and the table
+    (:func:`write_prepared_stack`, :func:`write_prepared_table`) and ``prep.json``.
     """
     t0 = time.time()
-    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir)
+    inputs = read_prep_inputs(particles, consensus_map, out_dir, train_box=train_box,
+                              crop_box=crop_box, n_particles=n_particles,
+                              pixel_size_A=pixel_size_A, project_dir=project_dir,
+                              poses=poses, ctf=ctf)
+    table, source, out = inputs.table, inputs.source, inputs.out
+    half, half_origin = assign_half_sets(table.half_set, image_groups(table, source),
+                                         resplit=resplit, seed=seed, where=particles)
+    cons = fourier_crop(center_crop(torch.from_numpy(inputs.volume), inputs.crop, 3),
+                        train_box, 3)
+    contrast = measure_contrast(table, source, cons, inputs.crop, inputs.train_psize,
+                                particles, consensus_map, auto_sign)
+    stack = out / "particles.mrcs"
+    write_prepared_stack(source, stack, inputs.crop, train_box, inputs.train_psize,
+                         contrast.sign, batch)
+    write_map(out / "consensus.mrc", cons.numpy(), inputs.train_psize)
+    write_prepared_table(table, half, stack, out / "particles.star", train_box,
+                         inputs.train_psize)
+    n, box, psize = len(table), table.box, table.pixel_size_A
+    source_file = Path(particles)
+    if table.source_format == "cryodrgn":  # once, here: later stages read this STAR as the source
+        source_file = out / "source.star"
+        converted = table.subset(np.arange(n))
+        converted.half_set = half
+        write_star(converted, source_file)
+        log.info("converted the cryoDRGN particles (%s, %s, %s) to %s", particles, poses, ctf,
+                 source_file)
+    info = PrepInfo(
+        source_particles=str(source_file.resolve()),
+        source_map=str(Path(consensus_map).resolve()),
+        n_particles=n,
+        original_box=box, original_pixel_size_A=psize,
+        crop_box=inputs.crop, train_box=train_box, train_pixel_size_A=inputs.train_psize,
+        image_sign=contrast.sign, image_scale=contrast.alpha,
+        noise_variance=contrast.noise_var, noise_power=tuple(contrast.noise_power.tolist()),
+        half_sets=half_origin, half_counts=(int((half == 0).sum()), int((half == 1).sum())),
+        map_correlation=contrast.agreement["correlation"],
+        map_match_score=contrast.agreement["score"],
+        project_dir=str(Path(project_dir).resolve()) if project_dir else None,
+        seconds=round(time.time() - t0, 1),
+    )
+    params = dict(train_box=train_box, crop_box=crop_box, n_particles=n_particles,
+                  pixel_size_A=pixel_size_A, resplit=resplit, auto_sign=auto_sign, seed=seed,
+                  project_dir=str(project_dir) if project_dir else None,
+                  poses=str(poses) if poses else None, ctf=str(ctf) if ctf else None)
+    info.write(out / "prep.json", params)
+    log.info("prepared %d particles: box %d → %d (%.3g Å/px, Nyquist %.2f Å); contrast scale "
+             "%.3g%s (map correlation %+.3f, %.1f× chance); half sets %s %s; wrote %s", n, box,
+             train_box, inputs.train_psize, 2 * inputs.train_psize, contrast.alpha,
+             " (flipped)" if contrast.sign < 0 else "",
+             contrast.agreement["correlation"] * contrast.sign,
+             abs(contrast.agreement["score"]), half_origin, list(info.half_counts), out)
+    return info
+
+
+@dataclass
+class PrepInputs:
+    """prep's checked inputs: the particles (first ``n_particles``), their image source, the
+    consensus map, the crop box, the training pixel size and the output folder."""
+
+    table: object  # flexcore.core.io.ParticleTable
+    source: ImageSource
+    volume: np.ndarray  # (D, D, D) consensus map at the particles' box
+    crop: int
+    train_psize: float
+    out: Path
+
+
+def read_prep_inputs(particles, consensus_map, out_dir, *, train_box: int,
+                     crop_box: int | None, n_particles: int | None, pixel_size_A: float | None,
+                     project_dir, poses=None, ctf=None) -> PrepInputs:
+    """Read and check everything before any work: the particles (poses required), the box
+    sizes, the map against the particles, every stack and index, the output folder (no
+    input replaced) and its free space (stack, map and table)."""
+    table = read_particles(particles, pixel_size_A=pixel_size_A, project_dir=project_dir,
+                           poses=poses, ctf=ctf)
     table.require_poses()
     box, psize = table.box, table.pixel_size_A
     crop = crop_box or box
@@ -210,7 +307,6 @@ def run_prep(
         if n_particles < 2:
             raise ConfigError(f"n_particles must be at least 2, got {n_particles}")
         table = table.subset(np.arange(min(n_particles, len(table))))
-    n = len(table)
     volume, voxel = read_map(consensus_map)
     check_map_matches(consensus_map, volume, voxel, box, psize)
     check_volume(volume, consensus_map, "consensus map")
@@ -218,22 +314,37 @@ def run_prep(
     source.check_all_present()
     stacks = {f"image stack {name}": source.reader(str(name)).path
               for name in np.unique(table.image_paths)}
-    out = prepare_outputs("prep", out_dir, OUTPUTS, {"particle file": particles,
-                                                     "consensus map": consensus_map, **stacks})
+    converted = ("source.star",) if table.source_format == "cryodrgn" else ()
+    out = prepare_outputs("prep", out_dir, OUTPUTS + converted,
+                          {"particle file": particles, "consensus map": consensus_map,
+                           "poses": poses, "CTF table": ctf, **stacks})
+    n = len(table)
+    check_free_space(out, 4 * (n * train_box**2 + train_box**3) + 2048 + 600 * n,
+                     what=f"the prepared particles ({n} images at {train_box} px)")
     warn_large_shifts(table.shifts_A, box, psize)
+    return PrepInputs(table=table, source=source, volume=volume, crop=crop,
+                      train_psize=psize * crop / train_box, out=out)
 
-    half = table.half_set.copy()
-    half_origin = "input"
-    if resplit or (half < 0).any():
-        rng = np.random.default_rng(seed)
-        half = rng.permutation(np.arange(n) % 2).astype(np.int8)
-        half_origin = f"random (seed {seed})"
-    train_psize = psize * crop / train_box
 
-    vol_t = torch.from_numpy(volume)
-    cons = fourier_crop(center_crop(vol_t, crop, 3), train_box, 3)
+@dataclass
+class Contrast:
+    """The particles' contrast against the map: ``sign`` (±1 applied to them), least-squares
+    scale ``alpha``, residual ``noise_power`` per shell (relative to ``noise_var``, the white
+    pixel variance) and the :func:`map_agreement` record."""
 
-    # Contrast sign and scale against consensus projections, on a sample of particles.
+    sign: float
+    alpha: float
+    noise_power: np.ndarray
+    noise_var: float
+    agreement: dict
+
+
+def measure_contrast(table, source: ImageSource, cons: torch.Tensor, crop: int,
+                     train_psize: float, particles, consensus_map, auto_sign: bool) -> Contrast:
+    """Contrast sign and scale against the consensus map's projections (``cons``, at the
+    training box), on up to 256 particles spread over the file; refuses particles that do
+    not match the map (:func:`check_agreement`)."""
+    n, train_box = len(table), cons.shape[-1]
     sample = np.linspace(0, n - 1, min(n, 256)).round().astype(int)
     model = ImageFormation(train_box, train_psize)
     imgs = fourier_crop(center_crop(torch.from_numpy(source.read(sample)), crop, 2), train_box, 2)
@@ -246,8 +357,14 @@ def run_prep(
                               model.shell)
     sign = check_agreement(agreement, particles, consensus_map, auto_sign)
     alpha, noise_power, noise_var = estimate_contrast(imgs * sign, model_ft, model, k_est)
+    return Contrast(sign, alpha, noise_power, noise_var, agreement)
 
-    stack = out / "particles.mrcs"
+
+def write_prepared_stack(source: ImageSource, stack: Path, crop: int, train_box: int,
+                         train_psize: float, sign: float, batch: int) -> None:
+    """Crop (real space to ``crop``, then Fourier to ``train_box``), multiply by ``sign`` and
+    write every particle image to ``stack`` in ``batch``-sized reads; closes ``source``."""
+    n = len(source.table)
     with StackWriter(stack, n, train_box, train_psize) as writer:
         for s in range(0, n, batch):
             idx = np.arange(s, min(s + batch, n))
@@ -257,8 +374,14 @@ def run_prep(
             if (s // batch) % 10 == 0:
                 log.info("prepared %d/%d particles", idx[-1] + 1, n)
     source.close()
-    write_map(out / "consensus.mrc", cons.numpy(), train_psize)
 
+
+def write_prepared_table(table, half: np.ndarray, stack: Path, path: Path, train_box: int,
+                         train_psize: float) -> None:
+    """``particles.star``: the particles' rows pointing at ``stack`` (image ``i`` for row
+    ``i``), with their half sets, the training box and pixel size, and
+    ``_flexSourceIndex`` linking each row to the input file's row."""
+    n = len(table)
     prepared = table.subset(np.arange(n))
     prepared.image_paths = np.array([stack.name] * n, dtype=object)
     prepared.image_indices = np.arange(n)
@@ -266,32 +389,8 @@ def run_prep(
     for g in prepared.optics:
         g.pixel_size_A = train_psize
         g.image_size = train_box
-    prepared.source_path = str(out / "particles.star")
-    write_star(prepared, out / "particles.star",
-               extra_columns={"flexSourceIndex": np.arange(n)})
-    info = PrepInfo(
-        source_particles=str(Path(particles).resolve()),
-        source_map=str(Path(consensus_map).resolve()),
-        n_particles=n,
-        original_box=box, original_pixel_size_A=psize,
-        crop_box=crop, train_box=train_box, train_pixel_size_A=train_psize,
-        image_sign=sign, image_scale=alpha,
-        noise_variance=noise_var, noise_power=tuple(noise_power.tolist()),
-        half_sets=half_origin, half_counts=(int((half == 0).sum()), int((half == 1).sum())),
-        map_correlation=agreement["correlation"], map_match_score=agreement["score"],
-        project_dir=str(Path(project_dir).resolve()) if project_dir else None,
-        seconds=round(time.time() - t0, 1),
-    )
-    params = dict(train_box=train_box, crop_box=crop_box, n_particles=n_particles,
-                  pixel_size_A=pixel_size_A, resplit=resplit, auto_sign=auto_sign, seed=seed,
-                  project_dir=str(project_dir) if project_dir else None)
-    info.write(out / "prep.json", params)
-    log.info("prepared %d particles: box %d → %d (%.3g Å/px, Nyquist %.2f Å); contrast scale "
-             "%.3g%s (map correlation %+.3f, %.1f× chance); half sets %s %s; wrote %s", n, box,
-             train_box, train_psize, 2 * train_psize, alpha, " (flipped)" if sign < 0 else "",
-             agreement["correlation"] * sign, abs(agreement["score"]), half_origin,
-             list(info.half_counts), out)
-    return info
+    prepared.source_path = str(path)
+    write_star(prepared, path, extra_columns={"flexSourceIndex": np.arange(n)})
 
 
 def warn_large_shifts(shifts_A: np.ndarray, box: int, pixel_size_A: float) -> int:

@@ -39,6 +39,7 @@ from ...core.model.image_model import ImageFormation
 from ...core.ops import splat_project
 from ...core.utils import distributed
 from ...core.utils.logging import get_logger
+from ...core.utils.progress import progress
 from ...core.wiener import FourierAccumulator
 from .aberrations import OpticsAberrations
 from .lbfgs import LbfgsResult, minimize_quadratic
@@ -147,7 +148,8 @@ class HalfObjective:
         self.passes[kind][1] += time.time() - t0
 
     def _batches(self):
-        for s in range(0, len(self.positions), self.batch_size):
+        starts = range(0, len(self.positions), self.batch_size)
+        for s in progress(starts, len(starts), f"{self.label}pass", enabled=distributed.is_main()):
             yield np.arange(s, min(s + self.batch_size, len(self.positions)))
 
     def _inputs(self, local: np.ndarray):

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from ...core.errors import InputFileError
+from ...core.half_sets import join_copies, random_split
 from ...core.io import ImageSource
 from ...core.prep_info import PrepInfo
 from ...core.trained import load_trained_model
@@ -51,13 +52,19 @@ def check_model_matches_prep(model, info: PrepInfo, checkpoint, n_particles: int
                                              f"this prep has {getattr(info, key)}")
 
 
-def choose_halves(half_set: np.ndarray, resplit: bool, seed: int) -> tuple[np.ndarray, str]:
-    """Half set (0/1) per particle: the input split, or a seeded random one."""
+def choose_halves(half_set: np.ndarray, resplit: bool, seed: int,
+                  image_ids: np.ndarray | None = None) -> tuple[np.ndarray, str]:
+    """Half set (0/1) per particle: the input split, or a seeded random one (of images when
+    ``image_ids`` is given: copies of one image stay in one half set, see
+    :mod:`flexcore.core.half_sets`)."""
     n = len(half_set)
     if resplit or (half_set < 0).any() or len(np.unique(half_set)) < 2:
         if not resplit:
             log.warning("the prepared particles carry no complete half-set split; drawing a "
                         "random one (seed %d)", seed)
+        if image_ids is not None:
+            half, _ = join_copies(random_split(image_ids, seed), image_ids)
+            return half, f"random (seed {seed})"
         rng = np.random.default_rng(seed)
         return rng.permutation(np.arange(n) % 2).astype(np.int8), f"random (seed {seed})"
     counts = np.bincount(half_set, minlength=2)
@@ -143,7 +150,8 @@ def prepare_reconstruction(checkpoint, prep_dir, out_dir, outputs, params: Recon
         "checkpoint": checkpoint, "mesh": model.mesh_path, **prep_files,
         "source particle file": info.source_particles,
         **{f"image stack {p.name}": p for p in stacks}})
-    half, half_origin = choose_halves(particles.half_set, params.resplit, params.seed)
+    half, half_origin = choose_halves(particles.half_set, params.resplit, params.seed,
+                                      particles.image_ids)
     for h, name in enumerate(HALF_NAMES):
         if not (half == h).any():
             raise InputFileError(prep_dir / "particles.star",

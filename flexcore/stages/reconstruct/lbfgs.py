@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ...core.utils.logging import get_logger
+from ...core.utils.progress import format_eta
 
 log = get_logger("flexcore.recon.lbfgs")
 
@@ -239,13 +240,3 @@ def minimize_quadratic(
             on_iteration(sv.snapshot())
     result.x, result.objective = sv.x, sv.f
     return result
-
-
-def format_eta(seconds: float) -> str:
-    """``"2 h 05 min"``, ``"4 min 10 s"`` or ``"12 s"``."""
-    seconds = max(0, int(round(seconds)))
-    if seconds >= 3600:
-        return f"{seconds // 3600} h {seconds % 3600 // 60:02d} min"
-    if seconds >= 60:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    return f"{seconds} s"

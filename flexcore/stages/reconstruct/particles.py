@@ -24,6 +24,7 @@ import torch
 
 from ...core.errors import ConfigError, InputFileError
 from ...core.fourier import center_crop
+from ...core.half_sets import image_groups
 from ...core.io import ImageSource, ParticleTable, read_particles, resolve_image_path
 from ...core.prep_info import PrepInfo
 from ...core.utils.logging import get_logger
@@ -46,6 +47,8 @@ class ReconParticles:
     half_set : ``(N,)`` int8, 0 or 1.
     source_rows : ``(N,)`` int64 rows of ``source`` (the full-resolution file).
     source : the user's original :class:`~flexcore.core.io.ParticleTable`.
+    image_ids : ``(N,)`` int64 image of each particle
+        (:func:`~flexcore.core.half_sets.image_groups`: copies of one image share an id).
     """
 
     rotations: torch.Tensor
@@ -55,6 +58,7 @@ class ReconParticles:
     half_set: np.ndarray
     source_rows: np.ndarray
     source: ParticleTable
+    image_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.source_rows)
@@ -108,7 +112,17 @@ def load_recon_particles(prep_dir, info: PrepInfo) -> ReconParticles:
         rotations=torch.tensor(prepared.rotations, dtype=torch.float32),
         shifts_A=torch.tensor(prepared.shifts_A, dtype=torch.float32), ctf=ctf,
         optics_group=source.optics_group[rows].astype(np.int64),
-        half_set=prepared.half_set.astype(np.int8), source_rows=rows, source=source)
+        half_set=prepared.half_set.astype(np.int8), source_rows=rows, source=source,
+        image_ids=source_image_ids(source, rows))
+
+
+def source_image_ids(source: ParticleTable, rows: np.ndarray) -> np.ndarray:
+    """Image id of each linked row of ``source`` (copies of one image share one)."""
+    images = ImageSource(source)
+    try:
+        return image_groups(source, images, rows)
+    finally:
+        images.close()
 
 
 class ScratchCopy:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ...core.checkpoint import plain
 from ...core.utils.atomic import atomic_path
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
@@ -97,9 +98,11 @@ class SolveStore:
         if not path.is_file():
             return None
         try:
-            return torch.load(path, map_location=self.device, weights_only=False)
-        except Exception as exc:  # a file damaged outside our atomic writes: recompute
-            log.warning("%s cannot be read (%s); recomputing it", path, exc)
+            # weights_only: tensors, numbers, lists and dicts only; nothing in the file runs
+            return torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # damaged or foreign (not our plain records): recompute
+            log.warning("%s cannot be read (%s); recomputing it", path,
+                        str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             return None
 
     def save_progress(self, name: str, record: dict) -> None:
@@ -122,8 +125,8 @@ class SolveStore:
                 return [cpu(a) for a in v]
             return v
 
-        with atomic_path(self._path(name)) as tmp:
-            torch.save({k: cpu(v) for k, v in record.items()}, tmp)
+        with atomic_path(self._path(name)) as tmp, open(tmp, "wb") as fh:
+            torch.save(plain({k: cpu(v) for k, v in record.items()}), fh)
 
     def finished(self, name: str) -> dict | None:
         """The record of a finished solve ``name``, or ``None``."""

@@ -22,7 +22,11 @@ an interruption with the same inputs and parameters, it reuses them and continue
 stopped, to the same maps; the folder is removed at the end.
 
 ``reconstruct-rigid`` is a rigid Wiener-filtered reconstruction of any particles with poses
-(:func:`~flexcore.core.wiener.reconstruct_particles`).
+(:func:`~flexcore.core.wiener.reconstruct_particles`). Its half sets are the input's when
+complete and two-sided, a seeded random split otherwise (with a warning); copies of one image
+(the same image of the same stack file, e.g. after symmetry expansion) are kept in one half
+set, with a warning giving the count, so the FSC is not inflated
+(:mod:`flexcore.core.half_sets`). A map that is not finite is never written.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ...core.errors import ConfigError, FlexcoreError
+from ...core.errors import ConfigError, FlexcoreError, InputFileError
 from ...core.fsc import format_resolution, resolution_at
 from ...core.fsc_outputs import plot_fsc, write_fsc_table
+from ...core.half_sets import assign_half_sets, image_groups
 from ...core.io import ImageSource, read_mask, read_particles, write_map
 from ...core.utils import distributed
 from ...core.utils.launch import ranks_to_start, start_ranks
@@ -167,8 +172,17 @@ def run_reconstruct_rigid(particles, out_dir, *, pixel_size_A: float | None = No
     stacks = {f"image stack {n}": source.reader(str(n)).path for n in set(table.image_paths)}
     folder = prepare_outputs("reconstruct-rigid", out_dir, RIGID_OUTPUTS,
                              {"particle file": particles, "mask": mask, **stacks})
-    out = reconstruct_particles(table, source, batch=batch_size, device=device, mask=mask_volume)
+    half, origin = assign_half_sets(table.half_set, image_groups(table, source),
+                                    resplit=False, seed=0, where=particles)
+    log.info("half sets: %s, %d + %d particles", origin, int((half == 0).sum()),
+             int((half == 1).sum()))
+    out = reconstruct_particles(table, source, half=half, batch=batch_size, device=device,
+                                mask=mask_volume)
     source.close()
+    for key in ("half_a", "half_b", "full"):
+        if not np.isfinite(out[key]).all():
+            raise InputFileError(particles, f"the reconstruction ({key}) is not finite; nothing "
+                                            "was written (check the poses, CTF and images)")
     write_map(folder / "map.mrc", out["full"], psize)
     write_map(folder / "map_half_A.mrc", out["half_a"], psize)
     write_map(folder / "map_half_B.mrc", out["half_b"], psize)

@@ -25,8 +25,9 @@ import numpy as np
 from scipy.cluster.vq import ClusterError, kmeans2
 
 from ...core.errors import ConfigError
+from ...core.io.selection import DrawnSubset
 
-METHODS = ("box", "ellipse", "percentile", "kmeans", "points")
+METHODS = ("box", "ellipse", "percentile", "kmeans", "points", "file")
 
 
 @dataclass
@@ -51,15 +52,23 @@ class Subset:
         return int(self.members.sum())
 
 
-def _vector(value, k: int, key: str, positive: bool = False) -> np.ndarray:
-    """A latent-space vector of length ``k`` from a config value (a number is repeated)."""
+def _vector(value, k: int, key: str, positive: bool = False, repeat: bool = False
+            ) -> np.ndarray:
+    """A latent-space vector of length ``k`` from a config value; with ``repeat`` a single
+    number stands for all ``k`` (half widths), otherwise ``k`` numbers are needed (a point:
+    ``--center 0`` for a 2-D latent space is refused, not read as ``(0, 0)``)."""
     if value is None:
         raise ConfigError(f"{key} is required for this selection method (a list of {k} numbers)")
-    v = np.atleast_1d(np.asarray(value, dtype=np.float64))
-    if v.size == 1:
+    try:
+        v = np.atleast_1d(np.asarray(value, dtype=np.float64))
+    except (TypeError, ValueError):
+        raise ConfigError(f"{key} = {value!r}: expected {k} number(s)") from None
+    if v.size == 1 and repeat:
         v = np.repeat(v, k)
     if v.shape != (k,) or not np.isfinite(v).all():
-        raise ConfigError(f"{key} = {value!r}: expected {k} finite number(s), one per latent dimension")
+        raise ConfigError(f"{key} = {value!r}: expected {k} finite number(s), one per latent "
+                          "dimension" + ("" if repeat or k == 1 else
+                                         " (a point needs every coordinate)"))
     if positive and (v <= 0).any():
         raise ConfigError(f"{key} = {value!r}: every value must be positive")
     return v
@@ -72,7 +81,7 @@ def _fmt(v) -> str:
 def select_box(z: np.ndarray, center, half_widths) -> Subset:
     """Particles with ``|z_k − c_k| ≤ w_k`` for all ``k``."""
     c = _vector(center, z.shape[1], "select.center")
-    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True)
+    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True, repeat=True)
     inside = np.all(np.abs(z - c) <= w, axis=1)
     return Subset("region", inside, c, f"box centred at {_fmt(c)} with half widths {_fmt(w)}")
 
@@ -80,7 +89,7 @@ def select_box(z: np.ndarray, center, half_widths) -> Subset:
 def select_ellipse(z: np.ndarray, center, half_widths) -> Subset:
     """Particles with ``Σ_k ((z_k − c_k) / w_k)² ≤ 1``."""
     c = _vector(center, z.shape[1], "select.center")
-    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True)
+    w = _vector(half_widths, z.shape[1], "select.half_widths", positive=True, repeat=True)
     inside = (((z - c) / w) ** 2).sum(axis=1) <= 1.0
     return Subset("region", inside, c, f"ellipse centred at {_fmt(c)} with semi-axes {_fmt(w)}")
 
@@ -138,11 +147,25 @@ def select_points(z: np.ndarray, points, radius: float) -> list[Subset]:
     return subsets
 
 
+def select_drawn(z: np.ndarray, drawn: list[DrawnSubset]) -> list[Subset]:
+    """The subsets of an explorer selection (already checked against ``z``), in file order."""
+    subsets = []
+    for d in drawn:
+        members = np.zeros(len(z), bool)
+        members[d.indices] = True
+        kinds = sorted({str(r.get("kind", "?")) for r in d.regions if isinstance(r, dict)})
+        how = f"{len(d.regions)} {'/'.join(kinds)} region(s)" if kinds else "a list of particles"
+        subsets.append(Subset(d.name, members, z[members].mean(axis=0),
+                              f"drawn in the latent explorer ({how})"))
+    return subsets
+
+
 def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=None,
                    half_widths=None, axis: int = 1, percentile_low: float = 75.0,
                    percentile_high: float = 100.0, points=None, radius: float = 0.3,
-                   seed: int = 0) -> list[Subset]:
+                   seed: int = 0, drawn: list[DrawnSubset] | None = None) -> list[Subset]:
     """The subsets ``method`` defines (see the module docstring); each must hold a particle.
+    ``drawn``: the subsets of a selection file (method ``file``).
 
     Raises :class:`ConfigError` naming the ``select.*`` key for a bad parameter or an empty
     subset.
@@ -150,6 +173,10 @@ def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=No
     z = np.asarray(z, dtype=np.float64)
     if z.ndim != 2 or len(z) == 0:
         raise ConfigError(f"latents must be a non-empty (N, K) array, got shape {z.shape}")
+    check_parameters(method, z.shape[1], n_clusters=n_clusters, center=center,
+                     half_widths=half_widths, axis=axis, percentile_low=percentile_low,
+                     percentile_high=percentile_high, points=points, radius=radius,
+                     n_particles=len(z))
     if method == "box":
         subsets = [select_box(z, center, half_widths)]
     elif method == "ellipse":
@@ -160,17 +187,62 @@ def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=No
         subsets = select_kmeans(z, n_clusters, seed)
     elif method == "points":
         subsets = select_points(z, points, radius)
+    elif method == "file":
+        if not drawn:
+            raise ConfigError("select.selection_file is required for method 'file' (a "
+                              "selection.json saved from the latent explorer)")
+        subsets = select_drawn(z, drawn)
     else:
         raise ConfigError(f"select.method = {method!r}: must be one of {', '.join(METHODS)}")
     for s in subsets:
         if not s.members.any():
-            raise ConfigError(f"select: the {s.description} holds no particle (latents span "
-                              f"{_fmt(z.min(0))} … {_fmt(z.max(0))}); widen or move the region")
+            raise ConfigError(f"select: {s.name} ({s.description}) holds no particle (latents "
+                              f"span {_fmt(z.min(0))} … {_fmt(z.max(0))}); widen or move the "
+                              "region")
     return subsets
 
 
-def subset_names(method: str, n_clusters: int = 3, n_points: int = 0) -> list[str]:
-    """The names :func:`define_subsets` gives, known before it runs (for workflow outputs)."""
+def check_parameters(method: str, latent_dim: int, *, n_clusters: int = 3, center=None,
+                     half_widths=None, axis: int = 1, percentile_low: float = 75.0,
+                     percentile_high: float = 100.0, points=None, radius: float = 0.3,
+                     n_particles: int | None = None) -> None:
+    """Raise :class:`ConfigError` naming the ``select.*`` key that ``method`` would refuse in a
+    ``latent_dim``-dimensional latent space — without the latents, so the workflow checks a
+    configuration before any job runs (``n_particles``, when known, bounds ``n_clusters``)."""
+    k = latent_dim
+    if method not in METHODS:
+        raise ConfigError(f"select.method = {method!r}: must be one of {', '.join(METHODS)}")
+    if method in ("box", "ellipse"):
+        _vector(center, k, "select.center")
+        _vector(half_widths, k, "select.half_widths", positive=True, repeat=True)
+    elif method == "percentile":
+        if not (isinstance(axis, (int, np.integer)) and 1 <= axis <= k):
+            raise ConfigError(f"select.axis = {axis!r}: must be a latent dimension 1…{k}")
+        if not 0.0 <= percentile_low < percentile_high <= 100.0:
+            raise ConfigError(f"select.percentile_low/high = {percentile_low!r}, "
+                              f"{percentile_high!r}: need 0 ≤ low < high ≤ 100")
+    elif method == "kmeans":
+        top = n_particles if n_particles is not None else np.inf
+        if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= top):
+            bound = f"1…{n_particles} (the number of particles)" if n_particles else "≥ 1"
+            raise ConfigError(f"select.n_clusters = {n_clusters!r}: must be an integer {bound}")
+    elif method == "points":
+        if points is None or len(points) == 0:
+            raise ConfigError(f"select.points is required for method 'points' (a list of "
+                              f"points, each a list of {k} numbers)")
+        for i, p in enumerate(points):
+            _vector(p, k, f"select.points[{i}]")
+        if not (isinstance(radius, (int, float)) and np.isfinite(radius) and radius > 0):
+            raise ConfigError(f"select.radius = {radius!r}: must be a positive number "
+                              "(latent units)")
+
+
+def subset_names(method: str, n_clusters: int = 3, n_points: int = 0,
+                 drawn_names=()) -> list[str]:
+    """The names :func:`define_subsets` gives, known before it runs (for workflow outputs);
+    ``drawn_names``: the subset names of the selection file (method ``file``)."""
+    if method == "file":
+        return list(drawn_names)
     if method == "kmeans":
         return [f"cluster{i + 1}" for i in range(n_clusters)]
     if method == "points":

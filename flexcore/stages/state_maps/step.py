@@ -30,7 +30,7 @@ from ...core.deform import VolumeDeformer
 from ...core.errors import InputFileError
 from ...core.fsc import format_resolution, fsc_curve, resolution_at, shell_frequencies
 from ...core.fsc_outputs import format_fsc_axes, sharpen, write_fsc_table
-from ...core.io import read_latent_points, read_map, write_map
+from ...core.io import read_half_maps, read_latent_points, write_map
 from ...core.trained import load_trained_model
 from ...core.utils import distributed
 from ...core.utils.atomic import write_text_atomic
@@ -55,6 +55,9 @@ def read_states(path, latent_dim: int) -> tuple[list[str], np.ndarray, list[int 
         record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"is not valid JSON: {exc}") from exc
+    if record.get("format") == "flexcore-selection":
+        raise InputFileError(path, "is a selection drawn in the latent explorer; write its subsets "
+                                   "with `flexcore select --from` first and give that select.json")
     if "subsets" in record:
         names = [s["name"] for s in record["subsets"]]
         z = np.array([s["state"] for s in record["subsets"]], dtype=np.float32)
@@ -76,18 +79,16 @@ def read_states(path, latent_dim: int) -> tuple[list[str], np.ndarray, list[int 
 
 
 def _half_maps(recon_dir: Path, model) -> tuple[np.ndarray, np.ndarray, float]:
-    maps = []
-    for half in ("A", "B"):
-        path = recon_dir / f"flex_map_half_{half}.mrc"
+    paths = [recon_dir / f"flex_map_half_{half}.mrc" for half in ("A", "B")]
+    for path in paths:
         if not path.is_file():
             raise InputFileError(path, "half map not found: run `flexcore reconstruct` first")
-        vol, psize = read_map(path)
-        extent, train_extent = vol.shape[0] * psize, model.box * model.pixel_size_A
-        if psize <= 0 or abs(extent - train_extent) > 0.01 * train_extent:
-            raise InputFileError(path, f"map spans {extent:.1f} Å but the model's box spans "
+    half_a, half_b, psize = read_half_maps(*paths)
+    extent, train_extent = half_a.shape[0] * psize, model.box * model.pixel_size_A
+    if psize <= 0 or abs(extent - train_extent) > 0.01 * train_extent:
+        raise InputFileError(paths[0], f"map spans {extent:.1f} Å but the model's box spans "
                                        f"{train_extent:.1f} Å (another model's reconstruction?)")
-        maps.append(vol)
-    return maps[0], maps[1], psize
+    return half_a, half_b, psize
 
 
 def run_state_maps(checkpoint, recon_dir, out_dir, *, states, mesh=None, supersample: int = 2,

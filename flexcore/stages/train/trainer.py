@@ -30,6 +30,7 @@ from ...core.train_config import TrainConfig
 from ...core.utils import distributed
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
+from ...core.utils.progress import format_eta, progress
 from .data import TrainingData
 from .init_latents import gradient_pca_latents
 from .latents import LatentInference, latent_grid
@@ -242,7 +243,8 @@ class Trainer:
         log.info("epoch %d/%d: resolution %.1f Å (k_max %.3f/px), working box %d (%d voxels), "
                  "lr flow %.2g density %.2g", epoch + 1, cfg.total_epochs, plan["resolution_A"],
                  plan["k_max"], plan["box"], r.n_voxels, plan["lr_flow"], plan["lr_density"])
-        for b in range(n_batches):
+        for b in progress(range(n_batches), n_batches, f"epoch {epoch + 1}/{cfg.total_epochs}",
+                          enabled=distributed.is_main()):
             idx = order[b * batch:(b + 1) * batch]
             self.opt_flow.zero_grad(set_to_none=True)
             self.opt_density.zero_grad(set_to_none=True)
@@ -277,9 +279,12 @@ class Trainer:
                 el = time.time() - t0
                 rate = sums["n"] / max(el, 1e-9)
                 eta = (len(order) - sums["n"]) / max(rate, 1e-9)
-                log.info("  epoch %d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
-                         "epoch ETA %.0f s", epoch + 1, b + 1, n_batches, sums["nll"] / sums["n"],
-                         sums["rigidity"] / sums["n"], rate, eta)
+                # the epochs still to come at this epoch's pace (later ones work at a larger box)
+                run_eta = eta + (cfg.total_epochs - epoch - 1) * len(order) / max(rate, 1e-9)
+                log.info("  epoch %d/%d batch %d/%d: nll %.2f rigidity %.4f | %.0f particles/s, "
+                         "epoch ETA %s, run ETA %s", epoch + 1, cfg.total_epochs, b + 1, n_batches,
+                         sums["nll"] / sums["n"], sums["rigidity"] / sums["n"], rate,
+                         format_eta(eta), format_eta(run_eta))
         # the epoch's sums over every rank's particles
         sums["nll"], sums["rigidity"], n_all = distributed.sum_floats(sums["nll"], sums["rigidity"],
                                                                       sums["n"])
