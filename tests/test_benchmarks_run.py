@@ -20,13 +20,14 @@ BENCH = ROOT / "benchmarks"
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
 
-# script -> the test that runs it (bench_distributed.py has its own file)
+# script -> the test that runs it (some scripts have their own test file)
 COVERED = {
     "bench_ops.py": "test_bench_ops_times_reference_and_native_cpu",
     "bench_mesh.py": "test_bench_mesh_writes_its_rows",
     "bench_train.py": "test_bench_train_records_epochs",
     "bench_reconstruct.py": "test_bench_reconstruct_quick_mode",
     "bench_distributed.py": "tests/test_bench_distributed.py",
+    "bench_latent_quality.py": "tests/test_latent_quality.py",
     "run_gpu_ops.sh": "test_run_gpu_ops_script_is_sound_on_the_cpu",
     "sass_loop_count.py": "test_sass_loop_count_on_a_synthetic_listing",
 }
@@ -46,6 +47,8 @@ def test_every_benchmark_script_is_run_by_a_test():
     assert not missing, f"benchmark scripts without a test in {Path(__file__).name}: {missing}"
     own = {n for n in COVERED.values() if n.startswith("test_")}
     assert own <= set(globals()), "COVERED names a test that does not exist"
+    files = [ROOT / n for n in COVERED.values() if n.startswith("tests/")]
+    assert all(f.is_file() and f.name.startswith("test_") for f in files), files
 
 
 def test_bench_ops_times_reference_and_native_cpu(tmp_path):
