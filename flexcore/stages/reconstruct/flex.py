@@ -46,9 +46,6 @@ from .particles import ImageStream, ReconParticles
 
 log = get_logger("flexcore.recon.flex")
 
-# memory a half's objective may keep for its batches' fixed inputs (see HalfObjective)
-INPUT_CACHE_BYTES = 1 << 30
-
 
 class FlexOperator:
     """Forward model at the reconstruction box for an upscaled mesh.
@@ -123,15 +120,11 @@ class HalfObjective:
     displacement_fn : ``idx ↦ (B, Nv, 3)`` displacements at the reconstruction box for
         prepared-order indices ``idx``, or ``None`` for the rigid model.
     ridge : ``ρ``.
-    cache_bytes : memory (default ``INPUT_CACHE_BYTES``, 1 GiB) for the batches' fixed
-        inputs (rotations, shifts, CTFs, flow displacements, odd-aberration factors): batches
-        whose inputs fit are computed in the first pass and reused by every later one (the
-        L-BFGS solve makes ``2·iterations + 1`` passes); the rest are recomputed each pass.
     """
 
     def __init__(self, op: FlexOperator, particles: ReconParticles, positions: np.ndarray,
                  stream: ImageStream, displacement_fn, ridge: float, batch_size: int,
-                 label: str = "", cache_bytes: int | None = None):
+                 label: str = ""):
         self.op, self.particles = op, particles
         self.positions = np.asarray(positions, dtype=np.int64)
         self.stream = stream
@@ -140,9 +133,6 @@ class HalfObjective:
         self.batch_size = int(batch_size)
         self.label = label
         self.passes = {"gradient": [0, 0.0], "curvature": [0, 0.0]}  # [count, seconds]
-        self.cache_bytes = INPUT_CACHE_BYTES if cache_bytes is None else int(cache_bytes)
-        self._cache: dict[int, tuple] = {}
-        self._cached_bytes = 0
 
     @property
     def n_passes(self) -> int:
@@ -161,20 +151,6 @@ class HalfObjective:
             yield np.arange(s, min(s + self.batch_size, len(self.positions)))
 
     def _inputs(self, local: np.ndarray):
-        """``(rotations, shifts_px, ctf, displacements, odd)`` of the batch ``local``,
-        from the cache when it holds them."""
-        key = int(local[0])
-        hit = self._cache.get(key)
-        if hit is not None:
-            return hit
-        out = self._compute_inputs(local)
-        size = sum(t.numel() * t.element_size() for t in out if t is not None)
-        if self._cached_bytes + size <= self.cache_bytes:
-            self._cache[key] = out
-            self._cached_bytes += size
-        return out
-
-    def _compute_inputs(self, local: np.ndarray):
         op, p = self.op, self.particles
         idx = self.positions[local]
         it = torch.as_tensor(idx, dtype=torch.long)
