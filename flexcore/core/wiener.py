@@ -1,8 +1,8 @@
 """Rigid reconstruction by Wiener-filtered Fourier insertion (consensus maps).
 
 Each image is shifted into register (``+origin``), zero-padded, Fourier transformed,
-multiplied by its CTF and inserted as a central slice (trilinear, through
-``torch_fourier_slice``) next to its squared CTF. The map is
+multiplied by its CTF and inserted as a central slice (trilinear gridding,
+:class:`~flexcore.core.gridding.CentralSliceInserter`) next to its squared CTF. The map is
 ``V̂ = Σ CTF·Î / (Σ CTF² + 1/τ(k))`` where ``τ(k)`` is the spectral signal-to-noise ratio
 estimated from the half-map FSC (``SSNR = 2·FSC / (1 − FSC)`` for the full set), as RELION
 does; halves are reconstructed independently so their FSC is gold-standard.
@@ -13,21 +13,32 @@ from __future__ import annotations
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch_fourier_slice.slice_insertion import insert_central_slices_rfft_3d_multichannel
-from torch_fourier_slice.volume_utils import separable_sinc2_correction
 
 from .ctf import calculate_ctf_2d
 from .errors import ConfigError
 from .fourier import rfft_radius_3d, shift_images
 from .fsc import fsc_curve
+from .gridding import CentralSliceInserter
 from .half_sets import assign_half_sets, image_groups
 from .utils.logging import get_logger
 
 log = get_logger("flexcore.recon.rigid")
 
 
+def sinc2_correction(size: int, device=None) -> torch.Tensor:
+    """``(P, P, P)`` real-space division factor of trilinear gridding on a box ``P``: the
+    product over axes of ``sinc²(r / P)``, ``r`` the centred pixel offset."""
+    s = torch.sinc(torch.fft.fftshift(torch.fft.fftfreq(size, device=device))) ** 2
+    return s[:, None, None] * s[None, :, None] * s[None, None, :]
+
+
 class FourierAccumulator:
-    """Running sums ``Σ CTF·Î`` and ``Σ CTF²`` on a padded fftshifted-rfft 3-D grid."""
+    """Running sums ``Σ CTF·Î`` and ``Σ CTF²`` on a padded fftshifted-rfft 3-D grid.
+
+    ``sums`` is float32 ``(3, P, P, P//2+1)``: real and imaginary parts of ``Σ CTF·Î`` and
+    ``Σ CTF²`` (:mod:`flexcore.core.gridding` conventions), the array that ranks add up;
+    ``numerator`` (complex) and ``denominator`` read it.
+    """
 
     def __init__(self, box: int, pixel_size_A: float, pad: float = 2.0, device="cpu"):
         self.box = box
@@ -36,9 +47,19 @@ class FourierAccumulator:
         self.padded += (self.padded - box) % 2  # symmetric padding
         self.device = torch.device(device)
         p = self.padded
-        self.numerator = torch.zeros((p, p, p // 2 + 1), dtype=torch.complex64, device=self.device)
-        self.denominator = torch.zeros((p, p, p // 2 + 1), dtype=torch.float32, device=self.device)
+        self.sums = torch.zeros((3, p, p, p // 2 + 1), dtype=torch.float32, device=self.device)
+        self.inserter = CentralSliceInserter(p, self.device)
         self.count = 0
+
+    @property
+    def numerator(self) -> torch.Tensor:
+        """``Σ CTF·Î``, complex ``(P, P, P//2+1)`` (a copy)."""
+        return torch.complex(self.sums[0], self.sums[1])
+
+    @property
+    def denominator(self) -> torch.Tensor:
+        """``Σ CTF²``, ``(P, P, P//2+1)`` (a view of ``sums``)."""
+        return self.sums[2]
 
     def add(self, images: torch.Tensor, rotations: torch.Tensor, shifts_A: torch.Tensor,
             ctf_params: dict) -> None:
@@ -62,21 +83,15 @@ class FourierAccumulator:
                                **{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in ctf_params.items()})
         ft = torch.fft.fftshift(ft, dim=-2)
         ctf = torch.fft.fftshift(ctf, dim=-2)
-        channels = torch.stack([ft * ctf, (ctf * ctf).to(ft.dtype)], dim=1)  # (B, 2, P, P//2+1)
-        # torch_fourier_slice rotates slice coordinates into the volume: volume = M @ slice,
-        # and a RELION projection samples the volume along A^T (ref = A^T p), so M = A^T.
-        dft, _ = insert_central_slices_rfft_3d_multichannel(
-            channels, volume_shape=(self.padded,) * 3,
-            rotation_matrices=rotations.to(dev, torch.float32).transpose(-1, -2),
-        )
-        self.numerator += dft[0]
-        self.denominator += dft[1].real
+        # a slice point f lands at M f in the volume, and a RELION projection samples the
+        # volume along A^T (ref = A^T p), so M = A^T.
+        self.inserter.insert(self.sums, ft * ctf, ctf * ctf,
+                             rotations.to(dev, torch.float32).transpose(-1, -2))
         self.count += images.shape[0]
 
     def merge(self, other: FourierAccumulator) -> FourierAccumulator:
         out = FourierAccumulator(self.box, self.pixel_size_A, self.padded / self.box, self.device)
-        out.numerator = self.numerator + other.numerator
-        out.denominator = self.denominator + other.denominator
+        out.sums = self.sums + other.sums
         out.count = self.count + other.count
         return out
 
@@ -108,7 +123,7 @@ class FourierAccumulator:
         vol_ft = torch.fft.ifftshift(vol_ft, dim=(0, 1))
         vol = torch.fft.irfftn(vol_ft, s=(p, p, p))
         vol = torch.fft.fftshift(vol, dim=(0, 1, 2))
-        vol = vol / separable_sinc2_correction(vol.shape, device=vol.device)
+        vol = vol / sinc2_correction(p, device=vol.device)
         lo = (p - self.box) // 2
         return vol[lo:lo + self.box, lo:lo + self.box, lo:lo + self.box].contiguous()
 

@@ -223,8 +223,8 @@ def wiener_start(op: FlexOperator, particles: ReconParticles, positions: np.ndar
         idx = torch.as_tensor(positions[local], dtype=torch.long)
         params = {k: v[idx] for k, v in particles.ctf.items()}
         acc.add(stream.read(local), particles.rotations[idx], particles.shifts_A[idx], params)
-    distributed.all_reduce_(acc.numerator)  # the sums over every rank's particles, in place: the
-    distributed.all_reduce_(acc.denominator)  # padded grid is the largest array of a reconstruction
+    # the sums over every rank's particles, in place: the padded grid is the largest array
+    distributed.all_reduce_(acc.sums)
     vol = acc.solve()
     del acc
     (n,) = distributed.sum_floats(len(positions))

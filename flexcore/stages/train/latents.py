@@ -2,8 +2,9 @@
 
 For each particle the MAP objective is ``E(z) = NLL(image | V, f_θ(z)) + λ_c Σ|z_k|^p``.
 When a particle is visited: evaluate the current latent, ``n_candidates`` random
-perturbations (and, when asked, a coarse grid over the latent box for K ≤ 2), keep the
-best, then take ``steps`` Adam steps on ``z``; latents stay inside ``±limit``.
+perturbations (and, when asked, a grid over the latent box for K ≤ 2, searched coarse to
+fine), keep the best, then take ``steps`` Adam steps on ``z``; latents stay inside
+``±limit``.
 """
 
 from __future__ import annotations
@@ -19,6 +20,22 @@ def latent_grid(k: int, points: int, extent: float) -> torch.Tensor:
     """Coarse grid of ``points^k`` latents spanning ``±extent`` (only for k ≤ 2)."""
     axis = torch.linspace(-extent, extent, points)
     return torch.tensor(list(itertools.product(axis.tolist(), repeat=k)), dtype=torch.float32)
+
+
+def coarse_grid_points(points: int) -> int:
+    """Points per dimension of the coarse stage of a coarse-to-fine search of a
+    ``points``-point grid: every other point of it (``(points + 1) // 2`` for odd ``points``
+    ≥ 5); ``points`` itself (one stage: the full grid) otherwise."""
+    return (points + 1) // 2 if points >= 5 and points % 2 == 1 else points
+
+
+def local_grid(center: torch.Tensor, spacing: float, limit: float) -> torch.Tensor:
+    """The ``3^k − 1`` neighbours of each latent on a grid of ``spacing`` around it,
+    ``(B, 3^k − 1, k)`` (clamped to ``±limit``); ``center`` is ``(B, k)``."""
+    k = center.shape[1]
+    steps = latent_grid(k, 3, spacing).to(center.device)  # (3^k, k), the centre in the middle
+    steps = steps[steps.abs().sum(dim=1) > 0]
+    return (center.unsqueeze(1) + steps.unsqueeze(0)).clamp(-limit, limit)
 
 
 class LatentInference:
@@ -47,9 +64,11 @@ class LatentInference:
     @torch.no_grad()
     def search(self, z0, candidates_extra, n_random, sigma, canonical, observed, rotations, ctf,
                shifts, band, noise_var, generator=None, chunk=256):
-        """Best of {current, random perturbations, shared extra candidates} per particle.
+        """Best of {current, random perturbations, extra candidates} per particle: the
+        latents ``(B, K)`` and their energies ``(B,)``.
 
-        ``candidates_extra`` is ``(C, K)`` shared by every particle (e.g. a grid) or None.
+        ``candidates_extra`` is ``(C, K)`` shared by every particle (e.g. a grid), ``(B, C, K)``
+        per particle, or None.
         """
         b, k = z0.shape
         cands = [z0.unsqueeze(1)]
@@ -57,7 +76,8 @@ class LatentInference:
             noise = torch.randn((b, n_random, k), generator=generator, device="cpu").to(z0.device)
             cands.append((z0.unsqueeze(1) + sigma * noise).clamp(-self.limit, self.limit))
         if candidates_extra is not None:
-            cands.append(candidates_extra.to(z0.device).unsqueeze(0).expand(b, -1, -1))
+            extra = candidates_extra.to(z0.device)
+            cands.append(extra if extra.dim() == 3 else extra.unsqueeze(0).expand(b, -1, -1))
         cand = torch.cat(cands, dim=1)  # (B, C, K)
         c = cand.shape[1]
         flat = cand.reshape(b * c, k)
@@ -70,6 +90,27 @@ class LatentInference:
         e = torch.cat(energies).view(b, c)
         best = e.argmin(dim=1)
         return cand[torch.arange(b), best], e[torch.arange(b), best]
+
+    @torch.no_grad()
+    def grid_search(self, z0, points, extent, n_random, sigma, canonical, observed, rotations,
+                    ctf, shifts, band, noise_var, generator=None):
+        """Search of a ``points^K`` grid over ``±extent`` (with the current latents and
+        ``n_random`` perturbations), coarse to fine: every other grid point first
+        (:func:`coarse_grid_points`), then the ``3^K − 1`` grid neighbours of each particle's
+        best at the full grid's spacing. The best grid point is found whenever it lies next to
+        the best coarse point; a 9² grid costs 25 + 8 instead of 81 evaluations per particle.
+        Returns the latents ``(B, K)`` and their energies ``(B,)``."""
+        k = z0.shape[1]
+        coarse = coarse_grid_points(points)
+        data = (canonical, observed, rotations, ctf, shifts, band, noise_var)
+        z, e = self.search(z0, latent_grid(k, coarse, extent), n_random, sigma, *data,
+                           generator=generator)
+        if coarse == points:
+            return z, e
+        fine = local_grid(z, 2.0 * extent / (points - 1), self.limit)
+        z2, e2 = self.search(z, fine, 0, sigma, *data)
+        better = e2 < e  # the search keeps z itself, so this only guards float ties
+        return torch.where(better.unsqueeze(1), z2, z), torch.minimum(e, e2)
 
     def refine(self, z, steps, lr, canonical, observed, rotations, ctf, shifts, band, noise_var,
                start_energy=None):

@@ -33,7 +33,7 @@ from ...core.utils.logging import get_logger
 from ...core.utils.progress import format_eta, progress
 from .data import TrainingData
 from .init_latents import gradient_pca_latents
-from .latents import LatentInference, latent_grid
+from .latents import LatentInference
 from .renderer import Renderer
 
 log = get_logger("flexcore.train")
@@ -174,13 +174,15 @@ class Trainer:
     def _infer(self, inference, idx, z0, canonical, obs, rot, ctf, shifts, band, noise_var,
                use_grid, generator):
         cfg = self.cfg
-        extra = None
+        data = (canonical, obs, rot, ctf, shifts, band, noise_var)
         if use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
-            extra = latent_grid(cfg.latent_dim, cfg.grid_points, 0.8 * cfg.latent_limit)
-        z, e = inference.search(z0, extra, cfg.n_candidates, cfg.candidate_sigma, canonical, obs,
-                                rot, ctf, shifts, band, noise_var, generator=generator)
-        return inference.refine(z, cfg.latent_steps, cfg.latent_lr, canonical, obs, rot, ctf,
-                                shifts, band, noise_var, start_energy=e)
+            z, e = inference.grid_search(z0, cfg.grid_points, 0.8 * cfg.latent_limit,
+                                         cfg.n_candidates, cfg.candidate_sigma, *data,
+                                         generator=generator)
+        else:
+            z, e = inference.search(z0, None, cfg.n_candidates, cfg.candidate_sigma, *data,
+                                    generator=generator)
+        return inference.refine(z, cfg.latent_steps, cfg.latent_lr, *data, start_energy=e)
 
     def use_grid(self, epoch: int) -> bool:
         """Coarse grid candidates (K ≤ 2) in the first epochs that infer latents."""
@@ -304,10 +306,14 @@ class Trainer:
         return record
 
     def validate(self, r, plan, band, noise_var, gen) -> dict:
-        """Infer latents of held-out particles; mean NLL with the learned flow and rigid."""
+        """Infer latents of held-out particles; mean NLL with the learned flow and rigid.
+
+        The held-out latents persist between epochs, so the grid is searched where training
+        searches it and at the first validation; later ones start from the last latents."""
         if len(self.val_idx) == 0:
             return {}
         cfg, dev = self.cfg, self.device
+        grid = self.use_grid(self.epoch) or self.epoch == 0
         inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
                                     cfg.latent_limit, amp=cfg.amp)
         full = rigid = 0.0
@@ -320,7 +326,7 @@ class Trainer:
             obs = r.observed(images)
             if not cfg.freeze_latents:
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
-                                shifts, band, noise_var, use_grid=True, generator=gen)
+                                shifts, band, noise_var, use_grid=grid, generator=gen)
                 self.latents[idx] = z.cpu()
             with torch.no_grad():
                 z = self.latents[idx].to(dev)

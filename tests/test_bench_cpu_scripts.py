@@ -1,0 +1,53 @@
+"""The CPU speed scripts (benchmarks/bench_wiener.py, bench_latent_search.py, profile_cpu.py)
+run at a tiny size on the CPU and write what they measure (timings are never asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+       "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
+def run(script: str, *args) -> subprocess.CompletedProcess:
+    done = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *map(str, args)],
+                          capture_output=True, text=True, env=ENV, timeout=900, check=False)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    return done
+
+
+def test_wiener_benchmark(tmp_path):
+    out = tmp_path / "wiener.json"
+    run("bench_wiener.py", "--box", 16, "--particles", 20, "--batch-size", 8, "--repeats", 1,
+        "--out", out)
+    r = json.loads(out.read_text())
+    assert r["box"] == 16 and r["particles"] == 20
+    assert r["wall_s_per_10000"] > 0 and r["cpu_s_per_10000"] > 0
+
+
+def test_latent_search_benchmark(tmp_path):
+    out = tmp_path / "search.json"
+    run("bench_latent_search.py", "--box", 24, "--particles", 16, "--repeats", 1,
+        "--workdir", tmp_path / "work", "--out", out)
+    r = json.loads(out.read_text())
+    assert set(r["seconds"]) == {"full grid", "coarse to fine", "no grid"}
+    assert r["mask_voxels"] > 0 and r["particles"] == 16
+
+
+def test_cpu_profile(tmp_path):
+    out = tmp_path / "profile.json"
+    done = run("profile_cpu.py", "--box", 24, "--particles", 24, "--batch-size", 8,
+               "--iterations", 1, "--workdir", tmp_path / "work", "--out", out)
+    r = json.loads(out.read_text())
+    assert [e["grid"] for e in r["epochs"]] == [True, True, False]
+    for record in [*r["epochs"], r["reconstruct"]]:
+        parts = {p["part"]: p["s"] for p in record["parts"]}
+        assert "operator forward" in parts and "other (Python, bookkeeping)" in parts
+        assert abs(sum(parts.values()) - record["seconds"]) <= 0.05 * record["seconds"] + 0.05
+    assert set(r["reconstruct"]["passes_particles_per_s"]) == {"gradient", "curvature"}
+    assert "reconstruct (1 iterations" in done.stdout

@@ -1,0 +1,61 @@
+"""Coarse-to-fine latent grid search (flexcore.stages.train.latents): it finds the best
+point of the full grid wherever the energy's basin is wider than the coarse spacing, with
+fewer evaluations than the full grid."""
+
+import pytest
+import torch
+
+from flexcore.stages.train.latents import LatentInference, coarse_grid_points, latent_grid, local_grid
+
+
+class CountingBowl(LatentInference):
+    """A quadratic energy per particle around ``targets``; counts evaluated latents."""
+
+    def __init__(self, targets):
+        super().__init__(flow=None, renderer=None, centering_lambda=0.0, centering_power=4.0,
+                         limit=1.5)
+        self.targets = targets
+        self.evaluated = 0
+
+    def energy(self, z, canonical, observed, rotations, ctf, shifts, band, noise_var):
+        self.evaluated += len(z)
+        return ((z - self.targets[observed]) ** 2).sum(dim=1)  # ``observed``: particle index
+
+
+def run(inference, z0, points, extent):
+    b = len(z0)
+    idx = torch.arange(b)
+    return inference.grid_search(z0, points, extent, 0, 0.3, None, idx, idx, idx, idx, None, 1.0)
+
+
+@pytest.mark.parametrize("k", [1, 2])
+def test_finds_the_full_grids_best_point(k):
+    g = torch.Generator().manual_seed(k)
+    extent, points = 1.2, 9
+    targets = (torch.rand(64, k, generator=g) * 2 - 1) * extent
+    full = latent_grid(k, points, extent)
+    nearest = full[((targets[:, None] - full[None]) ** 2).sum(-1).argmin(dim=1)]
+    inference = CountingBowl(targets)
+    z0 = torch.zeros(64, k) + 1.4  # a poor start outside the grid
+    z, e = run(inference, z0, points, extent)
+    assert torch.allclose(z, nearest, atol=1e-6)
+    assert torch.allclose(e, ((z - targets) ** 2).sum(dim=1))
+    per_particle = inference.evaluated / 64
+    assert per_particle == 1 + 5**k + 1 + (3**k - 1)  # current + coarse, then best + neighbours
+    assert per_particle < 1 + points**k
+
+
+def test_even_or_small_grids_are_searched_whole():
+    assert coarse_grid_points(9) == 5 and coarse_grid_points(5) == 3
+    assert coarse_grid_points(3) == 3 and coarse_grid_points(8) == 8
+    targets = torch.tensor([[0.3, -0.3]])
+    inference = CountingBowl(targets)
+    run(inference, torch.zeros(1, 2), 3, 1.2)
+    assert inference.evaluated == 1 + 9
+
+
+def test_local_grid_is_the_neighbours_clamped():
+    pts = local_grid(torch.tensor([[1.4, 0.0]]), 0.3, 1.5)
+    assert pts.shape == (1, 8, 2)
+    assert float(pts.max()) == pytest.approx(1.5)
+    assert not (pts == torch.tensor([1.4, 0.0])).all(dim=-1).any()
