@@ -95,7 +95,8 @@ def memory_mb(stage: str, size: DatasetSize, factors: ResourceFactors = Resource
         need = RUNTIME_BYTES + n * METADATA_BYTES * 4 + 512 * big * big * 4.0 * 8 + big**3 * 4.0 * 32
     elif stage == "mesh":
         need = RUNTIME_BYTES + d**3 * 4.0 * 40
-    elif stage in ("generate", "state_maps", "localres", "evaluate_reconstruction"):
+    elif stage in ("generate", "state_maps", "localres", "evaluate_reconstruction",
+                   "reconstruct_combine"):
         need = RUNTIME_BYTES + big**3 * 4.0 * 40 + n * METADATA_BYTES
     else:  # select, evaluate: tables and latents
         need = RUNTIME_BYTES + n * METADATA_BYTES * 4 + d**3 * 4.0 * 20

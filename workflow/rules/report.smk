@@ -24,8 +24,8 @@ rule evaluate:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("evaluate"),
+        runtime=job_runtime("evaluate"),
     script:
         "../scripts/evaluate.py"
 
@@ -59,8 +59,8 @@ rule evaluate_reconstruction:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("evaluate_reconstruction"),
+        runtime=job_runtime("evaluate_reconstruction"),
     script:
         "../scripts/evaluate_reconstruction.py"
 
