@@ -143,10 +143,16 @@ def test_star_source_writes_standard_cs_fields(tmp_path, rng):
     write_cs(from_star, tmp_path / "q.cs")
     q = np.load(tmp_path / "q.cs")
     assert q["uid"].dtype == np.uint64
-    np.testing.assert_array_equal(q["uid"], np.arange(12))
+    # random 64-bit uids, stable: the same when written again, and a function of the STAR row
+    assert len(set(q["uid"].tolist())) == 12 and q["uid"].max() > 2**40
+    write_cs(from_star, tmp_path / "again.cs")
+    np.testing.assert_array_equal(np.load(tmp_path / "again.cs")["uid"], q["uid"])
+    write_cs(from_star.subset([5, 2]), tmp_path / "two.cs", source_rows=[5, 2])
+    np.testing.assert_array_equal(np.load(tmp_path / "two.cs")["uid"], q["uid"][[5, 2]])
     for name in ("blob/path", "blob/idx", "blob/shape", "blob/psize_A", "ctf/df1_A",
                  "ctf/df_angle_rad", "alignments3D/pose", "alignments3D/shift",
-                 "alignments3D/split"):
+                 "alignments3D/split", "blob/sign", "blob/import_sig", "ctf/type",
+                 "ctf/anisomag", "ctf/tilt_A", "ctf/shift_A", "ctf/trefoil_A", "ctf/tetra_A"):
         assert name in q.dtype.names, name
     np.testing.assert_array_equal(q["blob/idx"], arr["blob/idx"])
     np.testing.assert_array_equal(q["alignments3D/split"], arr["alignments3D/split"])

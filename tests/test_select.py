@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 
 import numpy as np
@@ -286,3 +287,97 @@ def test_select_messages(sim, tmp_path, caplog):
         run_select(root / "z.npy", root / "prep", tmp_path / "abs", n_clusters=2,
                    image_paths="absolute")
     assert "relative image paths" not in caplog.text
+
+
+def drawn_selection(z, named, **overrides) -> dict:
+    """A selection.json record as the latent explorer saves it."""
+    from flexcore.core.io.selection import latents_sha256
+
+    record = {"format": "flexcore-selection", "version": 1, "n_particles": len(z),
+              "latent_dim": z.shape[1], "latents_sha256": latents_sha256(z), "checkpoint": "x.pt",
+              "pca": None,
+              "subsets": [{"name": name, "n_particles": len(idx), "indices": [int(i) for i in idx],
+                           "regions": [{"kind": "box", "view": "z1", "axes": ["z1", "jitter"],
+                                        "x": [-1.0, 0.0], "y": [-1.0, 1.0]}]}
+                          for name, idx in named]}
+    record.update(overrides)
+    return record
+
+
+def test_select_from_a_drawn_selection_writes_each_subset(sim, tmp_path):
+    """``--from selection.json``: one file per named subset holding exactly the original rows
+    of its particles; the state is the members' mean latent, which state-maps reads."""
+    from flexcore.stages.state_maps.step import read_states
+
+    root, truth = sim
+    z = np.load(root / "z.npy")
+    low, some = np.flatnonzero(truth < np.median(truth)), np.arange(0, N, 7)
+    sel = tmp_path / "selection.json"
+    sel.write_text(json.dumps(drawn_selection(z, [("low", low), ("every_7th", some)])))
+    out = tmp_path / "out"
+    assert cli_main(["select", str(root / "z.npy"), str(root / "prep"), str(out),
+                     "--from", str(sel)]) == 0
+    src = np.asarray(read_particles(root / "prep/particles.star").raw["flexSourceIndex"])
+    original = star_blocks(root / "sim/particles.star")
+    for name, idx in (("low", low), ("every_7th", some)):
+        got = star_blocks(out / f"{name}.star")
+        pd.testing.assert_frame_equal(got["particles"],
+                                      original["particles"].iloc[src[idx]].reset_index(drop=True))
+    rec = json.loads((out / "select.json").read_text())
+    assert rec["method"] == "file" and rec["parameters"]["selection_file"] == str(sel)
+    assert [s["n_particles"] for s in rec["subsets"]] == [len(low), len(some)]
+    names, states, counts = read_states(out / "select.json", 1)
+    assert names == ["low", "every_7th"] and counts == [len(low), len(some)]
+    np.testing.assert_allclose(states[:, 0], [truth[low].mean(), truth[some].mean()], rtol=1e-5)
+    # the explorer's file itself is not a state file: state-maps says what to do
+    with pytest.raises(InputFileError, match="flexcore select --from"):
+        read_states(sel, 1)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"format": "other"}, "is not a selection saved by the explorer"),
+    ({"n_particles": N + 1}, f"was drawn on {N + 1} particles"),
+    ({"latents_sha256": "0" * 64}, "was drawn on other latents"),
+    ({"subsets": []}, "holds no subset"),
+    ({"subsets": [{"name": "a b", "indices": [1]}]}, "has name 'a b'"),
+    ({"subsets": [{"name": "a", "indices": [1]}, {"name": "a", "indices": [2]}]},
+     "two subsets are named 'a'"),
+    ({"subsets": [{"name": "a", "indices": [N]}]}, f"index {N} is outside"),
+    ({"subsets": [{"name": "a", "indices": [3, 3]}]}, "lists a particle twice"),
+    ({"subsets": [{"name": "a", "indices": []}]}, "holds no particle"),
+])
+def test_bad_selection_files_name_the_file_and_the_problem(sim, tmp_path, change, message):
+    root, _ = sim
+    z = np.load(root / "z.npy")
+    sel = tmp_path / "selection.json"
+    sel.write_text(json.dumps(drawn_selection(z, [("a", [1, 2])], **change)))
+    with pytest.raises(InputFileError, match=re.escape(str(sel))) as err:
+        run_select(root / "z.npy", root / "prep", tmp_path / "out", method="file",
+                   selection_file=sel)
+    assert message in str(err.value)
+    with pytest.raises(ConfigError, match="select.selection_file is required"):
+        run_select(root / "z.npy", root / "prep", tmp_path / "out", method="file")
+
+
+def test_class_numbers_star_labels_each_particle_with_its_subset(sim, tmp_path):
+    """``subsets.star`` (RELION's half of the round trip): every selected particle once, in
+    the input's order, every input column kept, ``rlnClassNumber`` its k-means cluster."""
+    root, truth = sim
+    summary = run_select(root / "z.npy", root / "prep", tmp_path, method="kmeans", n_clusters=3,
+                         class_numbers=True)
+    src = np.asarray(read_particles(root / "prep/particles.star").raw["flexSourceIndex"])
+    z = np.load(root / "z.npy")
+    subsets = define_subsets(z, "kmeans", n_clusters=3)
+    label = np.zeros(N, int)
+    for k, s in enumerate(subsets):
+        label[src[s.members]] = k + 1  # by input row
+    combined = star_blocks(tmp_path / "subsets.star")
+    original = star_blocks(root / "sim/particles.star")
+    pd.testing.assert_frame_equal(combined["optics"], original["optics"])
+    np.testing.assert_array_equal(combined["particles"]["rlnClassNumber"], label)
+    pd.testing.assert_frame_equal(combined["particles"].drop(columns="rlnClassNumber"),
+                                  original["particles"].drop(columns="rlnClassNumber",
+                                                             errors="ignore"))
+    assert [s["n_particles"] for s in summary["subsets"]] == [int((label == k).sum()) for k in (1, 2, 3)]
+    with pytest.raises(ConfigError, match="select.class_numbers"):
+        run_select(root / "z.npy", root / "prep_cs", tmp_path / "cs", class_numbers=True)

@@ -83,6 +83,7 @@ def test_train_section_is_trainconfig():
     ("simulate", "flexcore.stages.simulate:run_simulate", {"use_mask"}),
     ("prep", "flexcore.stages.prep.step:run_prep", set()),
     ("mesh", "flexcore.stages.mesh.step:run_mesh", set()),
+    ("explore", "flexcore.stages.explore:run_explore", {"enabled"}),
     ("generate", "flexcore.stages.generate.step:run_generate", {"from_reconstruction"}),
     ("reconstruct", "flexcore.stages.reconstruct.step:run_reconstruct", {"enabled", "gpus", "split_jobs"}),
     ("select", "flexcore.stages.select:run_select", {"enabled"}),
@@ -158,6 +159,7 @@ def dry_run(tmp_path, config: dict, *args):
      ["config key generate.from_reconstruction"]),
     ({"select": {"enabled": False}}, ["config key states.source"]),
     ({"select": {"method": "lasso"}}, ["'lasso' is not one of", "['select']['method']"]),
+    ({"select": {"method": "file"}}, ["config key select.selection_file: required"]),
     ({"localres": {"window_px": 15}}, ["15 is not a multiple of 2"]),
 ])
 def test_bad_configuration_fails_before_any_job_naming_the_key(tmp_path, config, message):

@@ -34,7 +34,7 @@ TINY = yaml.safe_load(TINY_CONFIG.read_text())
 BOX = TINY["simulate"]["box"]
 N = TINY["simulate"]["n_particles"]
 RULES = ["simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate", "provenance",
-         "select", "state_maps", "localres", "evaluate_reconstruction"]
+         "select", "state_maps", "localres", "evaluate_reconstruction", "explore", "report_pages"]
 FINAL = {
     "simulate": ["particles.star", "particles.mrcs", "consensus.mrc", "mask.mrc",
                  "moving_mask.mrc", "ground_truth.json", "ground_truth.csv", "gt/map_00.mrc"],
@@ -42,8 +42,8 @@ FINAL = {
     "mesh": ["mesh.npz", "mask.mrc", "mask_soft.mrc", "mesh_slices.png", "mesh.pdb", "mesh.cxc",
              "mesh_summary.json"],
     "train": ["model.pt", "checkpoints/checkpoint_last.pt", "latents.npy", "latents.star",
-              "latents.cs", "history.json", "loss.png", "latents.png", "examples.png",
-              "train.json"],
+              "latents.cs", "latents.csg", "history.json", "loss.png", "latents.png",
+              "examples.png", "train.json", "explorer.html"],
     "generate": ["series_z1.gif", "series_z1.png", "series_z1.cxc", "strain.mrc", "strain.png",
                  "generate.json"],
     "reconstruct": ["flex_map.mrc", "flex_map_half_A.mrc", "flex_map_half_B.mrc",
@@ -58,6 +58,8 @@ FINAL = {
     "localres": ["regions.tsv", "regions_fsc.tsv", "fsc_regions.png", "regions.mrc",
                  "localres_flex.mrc", "localres_noflex.mrc", "localres.png", "localres.cxc",
                  "localres.json"],
+    "report": [f"{page}.html" for page in ("motion_z1", "fsc", "regions", "states", "evaluation",
+                                           "evaluation_reconstruction", "provenance")],
 }
 
 
@@ -225,8 +227,45 @@ def test_report_has_every_result_with_captions(tiny_run):
                     "per Fourier coefficient in the band", "Particles selected by latent region",
                     "Per-state maps", "Where flexible reconstruction helped",
                     "Local resolution by windowed FSC", "Strain of the learned motion",
-                    "The reconstructions against the ground truth"]:
+                    "The reconstructions against the ground truth", "The latent explorer"]:
         assert caption in html, f"caption '{caption}' is not in the report"
+    # the GIF, the tables and the provenance as pages shown inline, with readable labels
+    for page in FINAL["report"] + ["explorer.html"]:
+        assert page in html, f"{page} is not in the report"
+    for label in ["motion along z1", "per-state maps", "resolution per region", "provenance",
+                  "latent explorer"]:
+        assert label in html, f"label '{label}' is not in the report"
+    check_report_in_a_browser(report, tiny_run.results)
+
+
+def check_report_in_a_browser(report: Path, results: Path) -> None:
+    """With headless Chromium (skipped without it): the report and its pages load without a
+    script error, the motion page shows its GIF, and the K = 1 explorer page loads and shows
+    a structure image."""
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("no chromium executable on PATH (apt-get install chromium)")
+    args = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync", "--no-first-run"]
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, args=args, headless=True)
+        page = browser.new_page()
+        errors = []
+        page.on("pageerror", lambda e: errors.append(str(e)))
+        page.goto(report.as_uri())
+        page.wait_for_load_state("load")
+        for category in ("3. Motion", "6. Selection and states", "7. Provenance"):
+            assert category in page.content(), category
+        page.goto((results / "report" / "motion_z1.html").as_uri())
+        width = page.evaluate("document.querySelector('img').naturalWidth")
+        assert width > 0, "the motion GIF is not shown"
+        page.goto((results / "train" / "explorer.html").as_uri())
+        page.wait_for_function("window.flexExplorer !== undefined")
+        assert page.evaluate("document.getElementById('structure-image').naturalWidth") > 0
+        assert page.evaluate("document.getElementById('view').options[0].value") == "z1"
+        browser.close()
+    assert errors == [], errors
 
 
 def test_rerun_after_completion_does_nothing(tiny_run):

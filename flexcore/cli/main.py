@@ -22,6 +22,7 @@ COMMANDS = {
     "reconstruct": "high-resolution flexible reconstruction with gold-standard FSC",
     "reconstruct-combine": "combine separately solved halves into the reconstruction's outputs",
     "reconstruct-rigid": "rigid Wiener-filtered reconstruction from particles with poses",
+    "explore": "write the latent explorer page: look at latents, draw particle subsets",
     "select": "write particle subsets chosen by latent region as your original particles",
     "state-maps": "per-state maps: the reconstruction deformed to chosen latents, with FSC",
     "localres": "half-map FSC per region (moving domain, core) and local-resolution maps",

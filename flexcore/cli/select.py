@@ -19,8 +19,13 @@ Examples::
     flexcore select results/train/latents.npy results/prep results/select --method points \\
         --point 0.8 0.0 --point -0.8 0.0 --radius 0.25
 
-Writes <subset>.star (or .cs, like the particle file given to prep), selection.png (latent
-space with the selection) and select.json (counts, the state latent of each subset).
+    # the subsets drawn in the latent explorer (flexcore explore) and saved from its page
+    flexcore select results/train/latents.npy results/prep results/select \\
+        --from selection.json
+
+Writes <subset>.star (or .cs with its .csg, like the particle file given to prep),
+selection.png (latent space with the selection) and select.json (counts, the state latent of
+each subset); with --class-numbers also subsets.star (RELION: one file, rlnClassNumber = subset).
 """
 
 from __future__ import annotations
@@ -31,8 +36,10 @@ def add_args(parser) -> None:
     parser.add_argument("prep_dir", help="the prepared folder the model was trained on")
     parser.add_argument("out_dir", help="output folder")
     parser.add_argument("--method", default="kmeans",
-                        choices=["box", "ellipse", "percentile", "kmeans", "points"],
-                        help="how to choose particles (default kmeans)")
+                        choices=["box", "ellipse", "percentile", "kmeans", "points", "file"],
+                        help="how to choose particles (default kmeans; file with --from)")
+    parser.add_argument("--from", dest="selection_file", default=None, metavar="SELECTION_JSON",
+                        help="selection.json saved from the latent explorer (implies --method file)")
     parser.add_argument("--n-clusters", type=int, default=3, help="k-means clusters (default 3)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the k-means start")
     parser.add_argument("--center", type=float, nargs="+", default=None,
@@ -48,13 +55,18 @@ def add_args(parser) -> None:
                         help="radius around each --point, latent units (default 0.3)")
     parser.add_argument("--image-paths", default="original", choices=["original", "absolute"],
                         help="stack names as in the input (original) or made absolute")
+    parser.add_argument("--class-numbers", action="store_true",
+                        help="also write subsets.star: every selected particle once with "
+                             "rlnClassNumber = its subset's number (RELION Subset selection)")
 
 
 def main(args) -> None:
     from ..stages.select import run_select
 
-    run_select(args.latents, args.prep_dir, args.out_dir, method=args.method,
+    method = "file" if args.selection_file else args.method
+    run_select(args.latents, args.prep_dir, args.out_dir, method=method,
                n_clusters=args.n_clusters, center=args.center, half_widths=args.half_widths,
                axis=args.axis, percentile_low=args.percentile[0],
                percentile_high=args.percentile[1], points=args.point, radius=args.radius,
-               seed=args.seed, image_paths=args.image_paths)
+               seed=args.seed, image_paths=args.image_paths, selection_file=args.selection_file,
+               class_numbers=args.class_numbers)

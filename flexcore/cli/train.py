@@ -70,6 +70,9 @@ def add_args(parser) -> None:
                         help="data-parallel ranks on this node (started with torchrun)")
     parser.add_argument("--init-latents", default=None,
                         help="start from these latents (.npy, or .star/.cs with latent columns)")
+    parser.add_argument("--image-paths", default="original", choices=["original", "absolute"],
+                        help="stack names in latents.star/.cs: as in the input (original: they "
+                             "open from the same project folder) or absolute")
 
 
 def main(args) -> None:
@@ -90,4 +93,4 @@ def main(args) -> None:
     on_existing = ("resume" if args.resume else "restart" if args.restart
                    else "auto" if args.auto else "refuse")
     run_train(args.prep_dir, args.mesh, args.out_dir, config, on_existing=on_existing,
-              init_latents=args.init_latents, gpus=args.gpus)
+              init_latents=args.init_latents, gpus=args.gpus, image_paths=args.image_paths)

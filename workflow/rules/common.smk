@@ -1,5 +1,6 @@
 # Helpers shared by the rules: configuration checks, input paths of each stage and the
 # final targets. Sweep helpers live in sweep_common.smk.
+import json
 import re
 from pathlib import Path
 
@@ -21,6 +22,7 @@ USER_FILE_KEYS = [
     ("input", "init_latents"),
     ("generate", "latents_file"),
     ("generate", "highres_map"),
+    ("select", "selection_file"),
 ]
 
 
@@ -83,6 +85,22 @@ def check_config_consistency(cfg):
             "simulate.use_mask",
             f"the simulated mask spans the {sim['box']} px box, so it needs no "
             f"prep.crop_box (got {prep['crop_box']}); or set simulate.use_mask: false",
+        )
+    sel = cfg["select"]
+    if sel["enabled"] and sel["method"] == "file" and not sel["selection_file"]:
+        fail_config(
+            "select.selection_file",
+            "required when select.method is 'file' (a selection.json saved from the "
+            "latent explorer, results/<dataset>/train/explorer.html)",
+        )
+    cs_input = cfg["input"]["source"] == "files" and str(
+        cfg["input"]["particles"]
+    ).lower().endswith(".cs")
+    if sel["enabled"] and sel["class_numbers"] and cs_input:
+        fail_config(
+            "select.class_numbers",
+            "writes a RELION STAR file; the input particles are a cryoSPARC .cs (import "
+            "each subset's .csg into cryoSPARC instead)",
         )
     if gen["from_reconstruction"] and gen["highres_map"]:
         fail_config("generate.from_reconstruction", "excludes generate.highres_map")
@@ -247,6 +265,11 @@ def training_user_files(wildcards):
     return {"init_latents": path} if path else {}
 
 
+def explore_parameters():
+    """Keyword arguments of flexcore.stages.explore.run_explore besides the files."""
+    return {k: v for k, v in config["explore"].items() if k != "enabled"}
+
+
 def series_names():
     """Names of the volume series generate writes: z1..zK, or 'custom' with a latents file."""
     if config["generate"]["latents_file"]:
@@ -302,21 +325,49 @@ def particle_format():
     return "star"
 
 
+def drawn_subset_names(path):
+    """The subset names of a selection.json saved from the latent explorer (select.method
+    file); the select step checks the rest of the file."""
+    try:
+        subsets = json.loads(Path(path).read_text())["subsets"]
+        return [s["name"] for s in subsets]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        fail_config(
+            "select.selection_file",
+            f"'{path}' is not a selection saved by the latent explorer ({exc})",
+        )
+
+
 def selection_files(folder):
     """The subset files select writes into folder (names from config select)."""
     sel = config["select"]
-    if sel["method"] == "kmeans":
+    if sel["method"] == "file":
+        names = drawn_subset_names(sel["selection_file"])
+    elif sel["method"] == "kmeans":
         names = [f"cluster{i + 1}" for i in range(sel["n_clusters"])]
     elif sel["method"] == "points":
         names = [f"point{i + 1}" for i in range(len(sel["points"] or []))]
     else:
         names = ["region"]
-    return [f"{folder}/{name}.{particle_format()}" for name in names]
+    files = [f"{folder}/{name}.{particle_format()}" for name in names]
+    if sel["class_numbers"] and particle_format() == "star":
+        files.append(f"{folder}/subsets.star")
+    return files
 
 
 def select_parameters():
     """Keyword arguments of flexcore.stages.select.run_select besides the files."""
-    return {k: v for k, v in config["select"].items() if k != "enabled"}
+    return {
+        k: v
+        for k, v in config["select"].items()
+        if k not in ("enabled", "selection_file")
+    }
+
+
+def select_user_files(wildcards):
+    """The explorer's selection.json when select.method is file."""
+    sel = config["select"]
+    return {"selection_file": sel["selection_file"]} if sel["method"] == "file" else {}
 
 
 def state_map_states(wildcards):
@@ -389,6 +440,90 @@ def seeds():
     }
 
 
+def report_pages():
+    """The HTML pages that show in the report what it cannot show inline (motion GIFs,
+    tables, provenance): {name: (source under results/{dataset}/, title, caption, category)}.
+    """
+    pages = {
+        f"motion_{name}": (
+            f"generate/series_{name}.gif",
+            f"motion along {name}",
+            "series_movie.rst",
+            "3. Motion",
+        )
+        for name in series_names()
+    }
+    recon = config["reconstruct"]
+    if recon["enabled"]:
+        pages["fsc"] = (
+            "reconstruct/fsc.tsv",
+            "FSC of the reconstruction",
+            "fsc.rst",
+            "4. Reconstruction",
+        )
+        if config["localres"]["enabled"]:
+            pages["regions"] = (
+                "localres/regions.tsv",
+                "resolution per region",
+                "regions_table.rst",
+                "4. Reconstruction",
+            )
+        if config["states"]["enabled"]:
+            pages["states"] = (
+                "states/states.tsv",
+                "per-state maps",
+                "states_table.rst",
+                "6. Selection and states",
+            )
+    if evaluation_wanted():
+        pages["evaluation"] = (
+            "evaluation/evaluation.tsv",
+            "model against the ground truth",
+            "evaluation.rst",
+            "5. Ground truth",
+        )
+        if recon["enabled"] and recon["rigid_baseline"]:
+            pages["evaluation_reconstruction"] = (
+                "evaluation/reconstruction.tsv",
+                "reconstruction against the ground truth",
+                "evaluation_reconstruction.rst",
+                "5. Ground truth",
+            )
+    pages["provenance"] = (
+        "provenance.yaml",
+        "provenance",
+        "provenance.rst",
+        "7. Provenance",
+    )
+    return pages
+
+
+def report_page_outputs():
+    """Named outputs of rule report_pages, each shown in the report with a readable label."""
+    return {
+        name: report(
+            f"results/{{dataset}}/report/{name}.html",
+            caption=f"../report/{caption}",
+            category=category,
+            labels={"item": title},
+        )
+        for name, (_, title, caption, category) in report_pages().items()
+    }
+
+
+def report_page_sources(wildcards):
+    """The file each report page shows, by page name."""
+    return {
+        name: f"results/{wildcards.dataset}/{source}"
+        for name, (source, _, _, _) in report_pages().items()
+    }
+
+
+def report_page_titles():
+    """Page name → title."""
+    return {name: page[1] for name, page in report_pages().items()}
+
+
 # ---------------------------------------------------------------- targets
 
 
@@ -403,7 +538,9 @@ def rigid_baseline_files(folder):
 def dataset_stages():
     """The rules that make up one dataset's results, as the config asks for them."""
     stages = ["simulate"] if is_simulated() else []
-    stages += ["prep", "mesh", "train", "generate", "provenance"]
+    stages += ["prep", "mesh", "train", "generate", "provenance", "report_pages"]
+    if config["explore"]["enabled"]:
+        stages.append("explore")
     if config["select"]["enabled"]:
         stages.append("select")
     recon = config["reconstruct"]

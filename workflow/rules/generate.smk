@@ -21,6 +21,7 @@ rule generate:
             "results/{dataset}/generate/strain.png",
             caption="../report/strain.rst",
             category="3. Motion",
+            labels={"item": "strain of the motion"},
         ),
         summary="results/{dataset}/generate/generate.json",
     log:

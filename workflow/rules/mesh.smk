@@ -10,6 +10,7 @@ rule mesh:
             "results/{dataset}/mesh/mesh_slices.png",
             caption="../report/mesh_slices.rst",
             category="1. Mesh",
+            labels={"item": "mesh over the consensus map"},
         ),
         pdb="results/{dataset}/mesh/mesh.pdb",
         chimerax="results/{dataset}/mesh/mesh.cxc",

@@ -50,6 +50,7 @@ rule reconstruct:
             "results/{dataset}/reconstruct/fsc.png",
             caption="../report/fsc.rst",
             category="4. Reconstruction",
+            labels={"item": "FSC of the reconstruction (plot)"},
         ),
         lbfgs="results/{dataset}/reconstruct/lbfgs.tsv",
         summary="results/{dataset}/reconstruct/recon.json",

@@ -1,5 +1,6 @@
 localrules:
     provenance,
+    report_pages,
 
 
 rule evaluate:
@@ -15,6 +16,7 @@ rule evaluate:
             "results/{dataset}/evaluation/evaluation.tsv",
             caption="../report/evaluation.rst",
             category="5. Ground truth",
+            labels={"item": "model against the ground truth (table)"},
         ),
     log:
         "results/{dataset}/logs/evaluate.log",
@@ -45,11 +47,13 @@ rule evaluate_reconstruction:
             "results/{dataset}/evaluation/reconstruction.tsv",
             caption="../report/evaluation_reconstruction.rst",
             category="5. Ground truth",
+            labels={"item": "reconstruction against the ground truth (table)"},
         ),
         plot=report(
             "results/{dataset}/evaluation/moving_fsc.png",
             caption="../report/moving_fsc.rst",
             category="5. Ground truth",
+            labels={"item": "FSC in the moving domain"},
         ),
     log:
         "results/{dataset}/logs/evaluate_reconstruction.log",
@@ -71,6 +75,7 @@ rule provenance:
             "results/{dataset}/provenance.yaml",
             caption="../report/provenance.rst",
             category="7. Provenance",
+            labels={"item": "provenance (YAML)"},
         ),
     log:
         "results/{dataset}/logs/provenance.log",
@@ -82,3 +87,24 @@ rule provenance:
         sweep={},
     script:
         "../scripts/provenance.py"
+
+
+rule report_pages:
+    input:
+        unpack(report_page_sources),
+    output:
+        **report_page_outputs(),
+    log:
+        "results/{dataset}/logs/report_pages.log",
+    benchmark:
+        "results/{dataset}/benchmarks/report_pages.tsv"
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        titles=report_page_titles(),
+    script:
+        "../scripts/report_pages.py"

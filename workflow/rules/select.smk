@@ -1,5 +1,6 @@
 rule select:
     input:
+        unpack(select_user_files),
         latents="results/{dataset}/train/latents.npy",
         prep_info="results/{dataset}/prep/prep.json",
         particles="results/{dataset}/prep/particles.star",
@@ -10,6 +11,7 @@ rule select:
             "results/{dataset}/select/selection.png",
             caption="../report/selection.rst",
             category="6. Selection and states",
+            labels={"item": "selected particles"},
         ),
         summary="results/{dataset}/select/select.json",
     log:

@@ -13,11 +13,13 @@ rule state_maps:
             "results/{dataset}/states/states.tsv",
             caption="../report/states_table.rst",
             category="6. Selection and states",
+            labels={"item": "per-state maps (table)"},
         ),
         fsc_plot=report(
             "results/{dataset}/states/states_fsc.png",
             caption="../report/states_fsc.rst",
             category="6. Selection and states",
+            labels={"item": "FSC of each state map"},
         ),
         fsc="results/{dataset}/states/states_fsc.tsv",
         chimerax="results/{dataset}/states/states.cxc",

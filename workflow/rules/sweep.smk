@@ -95,11 +95,13 @@ if SWEEP is not None:
                 "results/{dataset}/sweep/{sweep}/summary.tsv",
                 caption="../report/sweep_table.rst",
                 category="6. Sweep",
+                labels={"item": "sweep summary (table)"},
             ),
             plot=report(
                 "results/{dataset}/sweep/{sweep}/summary.png",
                 caption="../report/sweep_plot.rst",
                 category="6. Sweep",
+                labels={"item": "sweep summary (plot)"},
             ),
         log:
             "results/{dataset}/sweep/{sweep}/logs/summary.log",

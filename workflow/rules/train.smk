@@ -18,16 +18,19 @@ rule train:
             "results/{dataset}/train/loss.png",
             caption="../report/loss.rst",
             category="2. Training",
+            labels={"item": "loss curves"},
         ),
         latent_plot=report(
             "results/{dataset}/train/latents.png",
             caption="../report/latents.rst",
             category="2. Training",
+            labels={"item": "latents"},
         ),
         examples=report(
             "results/{dataset}/train/examples.png",
             caption="../report/examples.rst",
             category="2. Training",
+            labels={"item": "held-out examples"},
         ),
         summary="results/{dataset}/train/train.json",
     log:

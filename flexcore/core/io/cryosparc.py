@@ -13,6 +13,7 @@ Conventions (docs/conventions.md):
 
 from __future__ import annotations
 
+import hashlib
 import inspect
 from pathlib import Path
 
@@ -22,6 +23,7 @@ from ..errors import InputFileError
 from ..rotations import axis_angle_to_matrix, matrix_to_axis_angle
 from ..utils.atomic import atomic_path
 from ..utils.logging import get_logger
+from .cryosparc_group import imported_particle_fields, stable_uids, uid_seed, write_csg
 from .particles import OpticsGroup, ParticleTable, resolve_image_path, unique_row_groups
 
 log = get_logger("flexcore.io.cryosparc")
@@ -54,6 +56,36 @@ def read_cs(path, pixel_size_A: float | None = None) -> ParticleTable:
     """
     path = Path(path)
     arr = _load(path)
+    _check_particle_fields(arr, path)
+    groups, optics = _optics_groups(arr, path, pixel_size_A)
+    # One pixel size per group (the decimal value cryoSPARC stored as float32).
+    pixel = np.array([o.pixel_size_A for o in optics])[groups]
+    rotations, shifts, half = _alignments(arr, path, pixel)
+    table = ParticleTable(
+        rotations=rotations,
+        shifts_A=shifts,
+        defocus_u_A=arr["ctf/df1_A"].astype(np.float64),
+        defocus_v_A=arr["ctf/df2_A"].astype(np.float64),
+        defocus_angle_deg=np.rad2deg(arr["ctf/df_angle_rad"].astype(np.float64)),
+        phase_shift_deg=_field(arr, "ctf/phase_shift_rad", 0.0, np.rad2deg),
+        bfactor_A2=_field(arr, "ctf/bfactor", 0.0),
+        ctf_scale=_field(arr, "ctf/scale", 1.0),
+        optics_group=groups,
+        optics=optics,
+        image_paths=_decode_paths(arr["blob/path"], path),
+        image_indices=arr["blob/idx"].astype(np.int64),
+        half_set=half,
+        raw=arr,
+        raw_optics=None,
+        source_path=str(path),
+        source_format="cryosparc",
+    )
+    table.validate()
+    return table
+
+
+def _check_particle_fields(arr: np.ndarray, path: Path) -> None:
+    """The fields every particle file has (:data:`_REQUIRED`) and at least one particle."""
     names = set(arr.dtype.names)
     missing = [f for f in _REQUIRED if f not in names]
     if missing:
@@ -63,10 +95,15 @@ def read_cs(path, pixel_size_A: float | None = None) -> ParticleTable:
             f"missing field(s) {', '.join(missing)}; a particle .cs file needs blob/* and ctf/* "
             f"fields (this file has prefixes: {', '.join(prefixes)})",
         )
-    n = len(arr)
-    if n == 0:
+    if len(arr) == 0:
         raise InputFileError(path, "contains no particles")
 
+
+def _optics_groups(arr: np.ndarray, path: Path, pixel_size_A: float | None
+                   ) -> tuple[np.ndarray, list[OpticsGroup]]:
+    """Each particle's optics group ``(n,)`` and the groups: the unique combinations of pixel
+    size, box, kV, Cs, amplitude contrast and ``ctf/exp_group_id``."""
+    n, names = len(arr), set(arr.dtype.names)
     if "blob/psize_A" in names:
         pixel = arr["blob/psize_A"].astype(np.float64)
     elif pixel_size_A is not None:
@@ -91,9 +128,14 @@ def read_cs(path, pixel_size_A: float | None = None) -> ParticleTable:
         )
         for k, r in enumerate(first)
     ]
-    # One pixel size per group (the decimal value cryoSPARC stored as float32).
-    pixel = np.array([o.pixel_size_A for o in optics])[groups]
+    return groups, optics
 
+
+def _alignments(arr: np.ndarray, path: Path, pixel: np.ndarray
+                ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+    """Rotations ``(n, 3, 3)`` or None, shifts ``(n, 2)`` in Å and half-sets ``(n,)`` int8
+    (-1 unknown) from the ``alignments3D/*`` fields."""
+    n, names = len(arr), set(arr.dtype.names)
     rotations = None
     shifts = np.zeros((n, 2))
     half = np.full(n, -1, dtype=np.int8)
@@ -109,28 +151,7 @@ def read_cs(path, pixel_size_A: float | None = None) -> ParticleTable:
     if "alignments3D/split" in names:
         split = np.asarray(arr["alignments3D/split"]).astype(np.int64)
         half = np.where((split == 0) | (split == 1), split, -1).astype(np.int8)
-
-    table = ParticleTable(
-        rotations=rotations,
-        shifts_A=shifts,
-        defocus_u_A=arr["ctf/df1_A"].astype(np.float64),
-        defocus_v_A=arr["ctf/df2_A"].astype(np.float64),
-        defocus_angle_deg=np.rad2deg(arr["ctf/df_angle_rad"].astype(np.float64)),
-        phase_shift_deg=_field(arr, "ctf/phase_shift_rad", 0.0, np.rad2deg),
-        bfactor_A2=_field(arr, "ctf/bfactor", 0.0),
-        ctf_scale=_field(arr, "ctf/scale", 1.0),
-        optics_group=groups,
-        optics=optics,
-        image_paths=_decode_paths(arr["blob/path"], path),
-        image_indices=arr["blob/idx"].astype(np.int64),
-        half_set=half,
-        raw=arr,
-        raw_optics=None,
-        source_path=str(path),
-        source_format="cryosparc",
-    )
-    table.validate()
-    return table
+    return rotations, shifts, half
 
 
 def _load(path: Path) -> np.ndarray:
@@ -208,21 +229,29 @@ def latents_to_cs_fields(latents: np.ndarray) -> dict[str, np.ndarray]:
     return fields
 
 
-def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | None = None
-             ) -> None:
+def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | None = None,
+             image_paths: str = "relative", source_rows=None) -> None:
     """Write ``table`` as a cryoSPARC ``.cs`` file, atomically.
 
     When the table came from a ``.cs`` file all its fields are carried through, with
     ``alignments3D/pose`` (axis-angle of ``A``), ``alignments3D/shift`` (Å / blob pixel size),
     ``alignments3D/split`` and the ``ctf/*`` values updated from the table. Otherwise the
-    standard fields are built: ``uid`` (0..n-1, u8), ``blob/path``, ``blob/idx`` (0-based),
-    ``blob/shape``, ``blob/psize_A``, ``ctf/*`` and, when the table has poses,
-    ``alignments3D/pose``, ``shift``, ``psize_A`` and ``split`` (only when every half-set is
-    known; cryoSPARC has no "unknown" value).
+    standard fields are built: ``uid`` (stable random 64-bit values of the rows
+    ``source_rows`` of the table's source file, default ``0…n−1``;
+    :func:`~flexcore.core.io.cryosparc_group.stable_uids`), ``blob/path``, ``blob/idx``
+    (0-based), ``blob/shape``, ``blob/psize_A``, ``ctf/*``, the other fields cryoSPARC writes
+    for imported particles (``blob/sign``, ``blob/import_sig``, ``ctf/type``, the aberration
+    fields; :func:`~flexcore.core.io.cryosparc_group.imported_particle_fields`) and, when the
+    table has poses, ``alignments3D/pose``, ``shift``, ``psize_A`` and ``split`` (only when
+    every half-set is known; cryoSPARC has no "unknown" value). A ``.csg`` result-group file
+    for cryoSPARC's "Import Result Group" is written beside it
+    (:func:`~flexcore.core.io.cryosparc_group.write_csg`).
 
     ``blob/path`` is written relative to the output file's folder when the stack was found,
-    else as given (an input ``>`` prefix is kept). ``extra_fields`` (``(n,)`` or ``(n, k)``
-    arrays) are added with their own dtypes, e.g. :func:`latents_to_cs_fields`.
+    else as given (``image_paths="relative"``), as the input names it (``"original"``) or
+    absolute (``"absolute"``); an input path written unchanged keeps its ``>`` prefix.
+    ``extra_fields`` (``(n,)`` or ``(n, k)`` arrays) are added with their own dtypes, e.g.
+    :func:`latents_to_cs_fields`.
     """
     path = Path(path)
     n = len(table)
@@ -238,12 +267,22 @@ def write_cs(table: ParticleTable, path, extra_fields: dict[str, np.ndarray] | N
     fields: dict[str, np.ndarray] = {}
     if carry:
         fields.update({name: raw[name] for name in raw.dtype.names})
-    _update(fields, _standard_fields(table, path, raw if carry else None))
+    else:
+        source = table.source_path if table.source_path and Path(table.source_path).is_file() \
+            else None
+        seed = uid_seed(source) if source else hashlib.sha256(str(path).encode()).digest()
+        rows = np.arange(n) if source_rows is None else np.asarray(source_rows)
+        fields["uid"] = stable_uids(seed, rows)
+    _update(fields, _standard_fields(table, path, raw if carry else None, image_paths))
+    if not carry:
+        fields.update({k: v for k, v in imported_particle_fields(n, seed, table.optics).items()
+                       if k not in fields})
     fields.update(extra)
     arr = _structured(fields, n)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:  # a file handle: np.save would append .npy to a name
             np.save(f, arr, allow_pickle=False)
+    write_csg(path, n, arr.dtype.names)
 
 
 def _update(fields: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
@@ -254,16 +293,14 @@ def _update(fields: dict[str, np.ndarray], new: dict[str, np.ndarray]) -> None:
         fields[name] = values
 
 
-def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None) -> dict:
-    n = len(table)
+def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None,
+                     image_paths: str = "relative") -> dict:
     g = table.optics_group
     optics = table.optics
     pixel = np.array([o.pixel_size_A for o in optics])[g]
     box = np.array([o.image_size for o in optics])[g]
     out = {}
-    if raw is None:
-        out["uid"] = np.arange(n, dtype=np.uint64)
-    out["blob/path"] = _encode_paths(table, path, raw)
+    out["blob/path"] = _encode_paths(table, path, raw, image_paths)
     out["blob/idx"] = np.asarray(table.image_indices, dtype=np.uint32)
     if raw is None and (box <= 0).any():
         raise InputFileError(
@@ -297,13 +334,14 @@ def _standard_fields(table: ParticleTable, path: Path, raw: np.ndarray | None) -
     return out
 
 
-def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None) -> np.ndarray:
-    """``blob/path`` bytes: relative to the output folder when found, else as given.
+def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None,
+                  mode: str = "relative") -> np.ndarray:
+    """``blob/path`` bytes in ``mode`` (:meth:`ParticleTable.image_paths_for`).
 
-    An unresolved path that is unchanged from the input ``.cs`` keeps its original bytes,
-    ``>`` export prefix included.
+    A path written as the input ``.cs`` names it (``original`` mode, or an unresolved one)
+    keeps its original bytes, ``>`` export prefix included.
     """
-    written = table.image_paths_relative_to(path.parent).tolist()
+    written = table.image_paths_for(path.parent, mode).tolist()
     given = np.asarray(table.image_paths, dtype=object)
     root = Path(table.source_path).parent if table.source_path else Path(".")
     project = table.project_dir or None
@@ -312,7 +350,7 @@ def _encode_paths(table: ParticleTable, path: Path, raw: np.ndarray | None) -> n
     original = raw["blob/path"].tolist() if raw is not None else None
     out = []
     for i, name in enumerate(given.tolist()):
-        if original is not None and name not in found:
+        if original is not None and (mode == "original" or name not in found):
             o = original[i]
             if (o[1:] if o.startswith(b">") else o) == name.encode("utf-8"):
                 out.append(o)

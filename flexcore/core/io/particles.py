@@ -213,6 +213,29 @@ class ParticleTable:
                 out.append(os.path.abspath(found))
         return np.asarray(out, dtype=object)[codes.ravel()]
 
+    def image_paths_for(self, folder: str | Path, mode: str = "relative") -> np.ndarray:
+        """Image paths as a file written into ``folder`` should name them, ``(n,)`` object.
+
+        ``relative``: :meth:`image_paths_relative_to` ``folder``; ``original``: as the input
+        names them (RELION and cryoSPARC resolve relative names against their project
+        folder, so a file written with these opens where the input did); ``absolute``: the
+        absolute path of every stack that resolves (others kept as given).
+        """
+        if mode == "relative":
+            return self.image_paths_relative_to(folder)
+        given = np.asarray(self.image_paths, dtype=object)
+        if mode == "original":
+            return given.copy()
+        if mode != "absolute":
+            raise ValueError(f"image path mode must be relative, original or absolute, got {mode!r}")
+        root = Path(self.source_path).parent if self.source_path else Path(".")
+        names, codes = np.unique(given, return_inverse=True)
+        out = []
+        for name in names:
+            found = resolve_image_path(str(name), root, self.project_dir or None)
+            out.append(str(name) if found is None else os.path.abspath(found))
+        return np.asarray(out, dtype=object)[codes.ravel()]
+
     def require_poses(self) -> None:
         """Raise a clear error when the table has no consensus 3-D alignment."""
         if self.rotations is None:

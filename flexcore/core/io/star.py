@@ -420,8 +420,8 @@ def latents_to_star_columns(latents: np.ndarray, prefix: str = "flexLatent") -> 
     return {f"{prefix}{k + 1}": latents[:, k] for k in range(latents.shape[1])}
 
 
-def write_star(table: ParticleTable, path, extra_columns: dict[str, np.ndarray] | None = None
-               ) -> None:
+def write_star(table: ParticleTable, path, extra_columns: dict[str, np.ndarray] | None = None,
+               image_paths: str = "relative") -> None:
     """Write ``table`` as a RELION 3.1 STAR file (``data_optics`` + ``data_particles``).
 
     When the table came from a STAR file every input column is carried through, with the
@@ -432,15 +432,17 @@ def write_star(table: ParticleTable, path, extra_columns: dict[str, np.ndarray] 
     other source the RELION columns are built from the table.
 
     Image paths are written relative to the output file's folder when the stack was found,
-    else as given. ``rlnRandomSubset`` is written as ``half_set + 1`` (0 for unknown) when any
+    else as given (``image_paths="relative"``), as the input names them (``"original"``) or
+    absolute (``"absolute"``; :meth:`ParticleTable.image_paths_for`).
+    ``rlnRandomSubset`` is written as ``half_set + 1`` (0 for unknown) when any
     half-set is known. ``extra_columns`` (names without the leading ``_``, arrays of length
     ``n``) are appended, e.g. ``{"flexLatent1": z[:, 0]}``. The file appears atomically.
     """
     path = Path(path)
     extra = _check_extra(extra_columns, len(table))
-    image_paths = table.image_paths_relative_to(path.parent)
+    names = table.image_paths_for(path.parent, image_paths)
     optics_df = _optics_block(table)
-    particles_df = _particles_block(table, image_paths)
+    particles_df = _particles_block(table, names)
     for name, values in extra.items():
         particles_df[name] = values
     with atomic_path(path) as tmp:

@@ -10,7 +10,8 @@ Unlike :func:`~flexcore.core.io.write_star` (which rewrites poses, origins and C
   back to the same float64 value (``repr``), so a reader sees exactly the original values;
   a ``# version NNNNN`` line of the input is repeated before every block, as RELION writes it.
 * cryoSPARC ``.cs``: the input's structured array indexed by the rows (every field, ``uid``
-  included, with its dtype).
+  included, with its dtype), and a ``.csg`` result-group file beside it for cryoSPARC's
+  "Import Result Group".
 
 Image paths (``rlnImageName`` / ``blob/path``) stay as the input names them
 (``image_paths="original"``; RELION and cryoSPARC resolve relative names against their
@@ -32,6 +33,7 @@ from ..errors import ConfigError, InputFileError
 from ..utils.atomic import atomic_path
 from ..utils.logging import get_logger
 from .cryosparc import _load as load_cs_array
+from .cryosparc_group import write_csg
 from .particles import resolve_image_path
 from .readers import detect_particle_format
 from .star import _STRING_COLUMNS, _particle_block
@@ -43,12 +45,14 @@ _VERSION_LINE = re.compile(r"^#\s*version\s+\d+\s*$", re.MULTILINE)
 
 
 def write_source_rows(source, rows, out_path, image_paths: str = "original",
-                      project_dir=None) -> Path:
+                      project_dir=None, extra_columns: dict | None = None) -> Path:
     """Write rows ``rows`` (0-based, in that order) of particle file ``source`` to ``out_path``.
 
     The output format is the input's (``.star`` or ``.cs``, by content); ``out_path`` gets
     that extension if it has another. With ``image_paths="absolute"``, stacks are looked up as
     the readers do (beside ``source``, in the folders above it, and under ``project_dir``).
+    ``extra_columns`` (STAR only: label without ``_`` → ``(len(rows),)`` values) are set in
+    the particle loop, replacing a column of that name (e.g. ``rlnClassNumber``).
     Returns the path written (atomically).
 
     Raises ``InputFileError`` naming ``source`` when it cannot be read or a row is out of
@@ -61,9 +65,11 @@ def write_source_rows(source, rows, out_path, image_paths: str = "original",
     out = Path(out_path).with_suffix(f".{kind}")
     rows = np.asarray(rows, dtype=np.int64).reshape(-1)
     if kind == "cs":
+        if extra_columns:
+            raise ValueError("extra_columns are for STAR files")
         _write_cs_rows(source, rows, out, image_paths, project_dir)
     else:
-        _write_star_rows(source, rows, out, image_paths, project_dir)
+        _write_star_rows(source, rows, out, image_paths, project_dir, extra_columns)
     return out
 
 
@@ -84,7 +90,7 @@ def _read_all_blocks(path: Path) -> dict:
 
 
 def _write_star_rows(source: Path, rows: np.ndarray, out: Path, image_paths: str,
-                     project_dir=None) -> None:
+                     project_dir=None, extra_columns: dict | None = None) -> None:
     blocks = _read_all_blocks(source)
     loops = {k: v for k, v in blocks.items() if isinstance(v, pd.DataFrame)}
     if not loops:
@@ -96,6 +102,8 @@ def _write_star_rows(source: Path, rows: np.ndarray, out: Path, image_paths: str
     if image_paths == "absolute" and "rlnImageName" in chosen.columns:
         chosen["rlnImageName"] = _absolute_image_names(chosen["rlnImageName"], source,
                                                          project_dir)
+    for label, values in (extra_columns or {}).items():
+        chosen[label] = np.asarray(values)
     blocks = dict(blocks)
     blocks[name] = chosen
     text = starfile.writer.StarWriter(blocks, float_format=None).to_string()
@@ -150,6 +158,8 @@ def _write_cs_rows(source: Path, rows: np.ndarray, out: Path, image_paths: str,
         chosen = _absolute_blob_paths(chosen, source, project_dir)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:  # a handle: np.save would add .npy
         np.save(fh, chosen, allow_pickle=False)
+    write_csg(out, len(chosen), chosen.dtype.names,
+              description=f"{len(rows)} of {len(arr)} particles of {source.name}")
 
 
 def _absolute_blob_paths(arr: np.ndarray, source: Path, project_dir=None) -> np.ndarray:

@@ -4,7 +4,7 @@ each subset's state marked, and the region outline for boxes, ellipses and point
 from __future__ import annotations
 
 import numpy as np
-from matplotlib.patches import Circle, Ellipse, Rectangle
+from matplotlib.patches import Circle, Ellipse, Polygon, Rectangle
 
 from ...core.utils.figures import new_figure, save_png
 from .regions import Subset
@@ -18,11 +18,12 @@ def _colour(i: int) -> str:
 
 
 def plot_selection(z: np.ndarray, subsets: list[Subset], path, title: str, *, method: str = "",
-                   half_widths=None, radius: float | None = None) -> None:
+                   half_widths=None, radius: float | None = None, regions=None) -> None:
     """PNG of the selection. ``K = 1``: histogram of ``z1`` with each subset's particles
     stacked in its colour and its state as a vertical line. ``K ≥ 2``: scatter plots of
     neighbouring latent pairs (up to three), unselected particles grey; box/ellipse/point
-    regions outlined in the first pair."""
+    regions outlined in the first pair; ``regions`` (subset name → the boxes and lassos drawn
+    in the latent explorer) are outlined in the pair they were drawn in."""
     z = np.asarray(z, dtype=np.float64)
     k = z.shape[1]
     pairs = [(0, 0)] if k == 1 else [(d, d + 1) for d in range(min(k - 1, 3))]
@@ -53,6 +54,8 @@ def plot_selection(z: np.ndarray, subsets: list[Subset], path, title: str, *, me
                             textcoords="offset points", fontsize=8)
                 if p == 0:
                     _outline(ax, s, i, method, half_widths, radius, a, b)
+                for r in (regions or {}).get(s.name, []):
+                    _outline_drawn(ax, r, i, f"z{a + 1}-z{b + 1}")
             ax.set_xlim(-lim, lim)
             ax.set_ylim(-lim, lim)
             ax.set_aspect("equal")
@@ -76,3 +79,15 @@ def _outline(ax, s: Subset, i: int, method: str, half_widths, radius, a: int, b:
             ax.add_patch(Ellipse(c, 2 * w[a], 2 * w[b], **style))
     elif method == "points" and radius:
         ax.add_patch(Circle(c, radius, **style))
+
+
+def _outline_drawn(ax, region, i: int, view: str) -> None:
+    """A box or lasso drawn in the explorer, in the panel of the view it was drawn in."""
+    if not isinstance(region, dict) or region.get("view") != view:
+        return
+    style = dict(fill=False, ec=_colour(i), lw=1.2, ls="--")
+    if region.get("kind") == "box":
+        (x0, x1), (y0, y1) = region["x"], region["y"]
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, **style))
+    elif region.get("kind") == "lasso" and len(region.get("vertices", [])) >= 3:
+        ax.add_patch(Polygon(np.asarray(region["vertices"], dtype=np.float64), closed=True, **style))

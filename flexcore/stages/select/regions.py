@@ -25,8 +25,9 @@ import numpy as np
 from scipy.cluster.vq import ClusterError, kmeans2
 
 from ...core.errors import ConfigError
+from ...core.io.selection import DrawnSubset
 
-METHODS = ("box", "ellipse", "percentile", "kmeans", "points")
+METHODS = ("box", "ellipse", "percentile", "kmeans", "points", "file")
 
 
 @dataclass
@@ -146,11 +147,25 @@ def select_points(z: np.ndarray, points, radius: float) -> list[Subset]:
     return subsets
 
 
+def select_drawn(z: np.ndarray, drawn: list[DrawnSubset]) -> list[Subset]:
+    """The subsets of an explorer selection (already checked against ``z``), in file order."""
+    subsets = []
+    for d in drawn:
+        members = np.zeros(len(z), bool)
+        members[d.indices] = True
+        kinds = sorted({str(r.get("kind", "?")) for r in d.regions if isinstance(r, dict)})
+        how = f"{len(d.regions)} {'/'.join(kinds)} region(s)" if kinds else "a list of particles"
+        subsets.append(Subset(d.name, members, z[members].mean(axis=0),
+                              f"drawn in the latent explorer ({how})"))
+    return subsets
+
+
 def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=None,
                    half_widths=None, axis: int = 1, percentile_low: float = 75.0,
                    percentile_high: float = 100.0, points=None, radius: float = 0.3,
-                   seed: int = 0) -> list[Subset]:
+                   seed: int = 0, drawn: list[DrawnSubset] | None = None) -> list[Subset]:
     """The subsets ``method`` defines (see the module docstring); each must hold a particle.
+    ``drawn``: the subsets of a selection file (method ``file``).
 
     Raises :class:`ConfigError` naming the ``select.*`` key for a bad parameter or an empty
     subset.
@@ -172,6 +187,11 @@ def define_subsets(z: np.ndarray, method: str, *, n_clusters: int = 3, center=No
         subsets = select_kmeans(z, n_clusters, seed)
     elif method == "points":
         subsets = select_points(z, points, radius)
+    elif method == "file":
+        if not drawn:
+            raise ConfigError("select.selection_file is required for method 'file' (a "
+                              "selection.json saved from the latent explorer)")
+        subsets = select_drawn(z, drawn)
     else:
         raise ConfigError(f"select.method = {method!r}: must be one of {', '.join(METHODS)}")
     for s in subsets:
@@ -217,8 +237,12 @@ def check_parameters(method: str, latent_dim: int, *, n_clusters: int = 3, cente
                               "(latent units)")
 
 
-def subset_names(method: str, n_clusters: int = 3, n_points: int = 0) -> list[str]:
-    """The names :func:`define_subsets` gives, known before it runs (for workflow outputs)."""
+def subset_names(method: str, n_clusters: int = 3, n_points: int = 0,
+                 drawn_names=()) -> list[str]:
+    """The names :func:`define_subsets` gives, known before it runs (for workflow outputs);
+    ``drawn_names``: the subset names of the selection file (method ``file``)."""
+    if method == "file":
+        return list(drawn_names)
     if method == "kmeans":
         return [f"cluster{i + 1}" for i in range(n_clusters)]
     if method == "points":

@@ -7,9 +7,9 @@ resolution, every column and the optics table kept (:mod:`flexcore.core.io.subse
 import into RELION or cryoSPARC and refine on their own.
 
 Outputs in ``out_dir``: ``<subset>.star`` or ``<subset>.cs`` (the input's format; subsets are
-``region``, ``cluster1…``, ``point1…``), ``selection.png`` (latent space with the selection)
-and ``select.json`` (provenance; per subset its file, particle count, state latent and how
-it was chosen).
+``region``, ``cluster1…``, ``point1…``, or the names drawn in the latent explorer),
+``selection.png`` (latent space with the selection) and ``select.json`` (provenance; per
+subset its file, particle count, state latent and how it was chosen).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ import numpy as np
 
 from ...core.errors import ConfigError, InputFileError
 from ...core.io import detect_particle_format, read_particles, resolve_image_path
+from ...core.io.selection import latents_sha256, read_selection
 from ...core.io.subset import IMAGE_PATH_MODES, write_source_rows
 from ...core.prep_info import PrepInfo
 from ...core.utils.logging import get_logger
@@ -85,7 +86,8 @@ def source_rows_of_prep(prep_dir) -> tuple[np.ndarray, Path, PrepInfo]:
 def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters: int = 3,
                center=None, half_widths=None, axis: int = 1, percentile_low: float = 75.0,
                percentile_high: float = 100.0, points=None, radius: float = 0.3, seed: int = 0,
-               image_paths: str = "original") -> dict:
+               image_paths: str = "original", selection_file=None,
+               class_numbers: bool = False) -> dict:
     """Select particles by latent region and write each subset as the original particles.
 
     Parameters
@@ -93,7 +95,7 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
     latents : train's ``latents.npy`` (prepared order) or a checkpoint ``.pt``.
     prep_dir : the prepared folder the model was trained on (``prep.json``,
         ``particles.star`` with ``_flexSourceIndex``).
-    method : ``box``, ``ellipse``, ``percentile``, ``kmeans`` or ``points``
+    method : ``box``, ``ellipse``, ``percentile``, ``kmeans``, ``points`` or ``file``
         (:func:`~flexcore.stages.select.regions.define_subsets`).
     n_clusters, seed : k-means clusters and the seed of its k-means++ start.
     center, half_widths : box / ellipse centre and half widths (one number per latent
@@ -101,6 +103,11 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
     axis, percentile_low, percentile_high : 1-based latent axis and percentile range.
     points, radius : latent points (list of lists) and the radius around each.
     image_paths : ``original`` (stack names as in the input) or ``absolute``.
+    selection_file : method ``file``: a ``selection.json`` saved from the latent explorer
+        (``flexcore explore``) on these latents.
+    class_numbers : also write ``subsets.star``: every selected particle once, its
+        ``rlnClassNumber`` the 1-based number of its subset (the first, where subsets
+        overlap), for RELION's Subset selection (STAR input only).
 
     Returns the summary written into ``select.json``.
     """
@@ -109,15 +116,26 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                           f"{', '.join(IMAGE_PATH_MODES)}")
     rows, source, info = source_rows_of_prep(prep_dir)
     z = load_latents(latents, len(rows))
+    drawn = None
+    if method == "file":
+        if not selection_file:
+            raise ConfigError("select.selection_file is required for method 'file' (a "
+                              "selection.json saved from the latent explorer)")
+        drawn = read_selection(selection_file, len(z), z.shape[1], latents_sha256(z))
     subsets = define_subsets(z, method, n_clusters=n_clusters, center=center,
                              half_widths=half_widths, axis=axis, percentile_low=percentile_low,
                              percentile_high=percentile_high, points=points, radius=radius,
-                             seed=seed)
+                             seed=seed, drawn=drawn)
     suffix = f".{detect_particle_format(source)}"  # the format write_source_rows keeps
+    if class_numbers and suffix != ".star":
+        raise ConfigError(f"select.class_numbers: {source} is a cryoSPARC file; rlnClassNumber is "
+                          "for RELION (import each subset's .csg into cryoSPARC instead)")
     out = prepare_outputs("select", out_dir, [f"{s.name}{suffix}" for s in subsets]
-                          + ["selection.png", "select.json"],
+                          + ["selection.png", "select.json"]
+                          + (["subsets.star"] if class_numbers else []),
                           {"latent file": latents, "original particle file": source,
-                           "prepared particles": Path(prep_dir) / "particles.star"})
+                           "prepared particles": Path(prep_dir) / "particles.star",
+                           **({"selection file": selection_file} if drawn else {})})
     if image_paths == "original":
         warn_relative_image_paths(source, out, info.project_dir)
     files = write_subset_set(out, source, [rows[s.members] for s in subsets],
@@ -129,13 +147,19 @@ def run_select(latents, prep_dir, out_dir, *, method: str = "kmeans", n_clusters
                         "description": s.description})
         log.info("%s: %d particles (%.1f %%) — %s → %s", s.name, s.count, 100 * s.count / len(z),
                  s.description, path)
+    if class_numbers:
+        write_class_numbers(source, rows, subsets, out / "subsets.star", image_paths,
+                            info.project_dir)
     plot_selection(z, subsets, out / "selection.png",
                    f"{method} selection of {len(z)} particles (latents from {Path(latents).name})",
-                   method=method, half_widths=half_widths, radius=radius)
+                   method=method, half_widths=half_widths, radius=radius,
+                   regions={d.name: d.regions for d in drawn or []})
     params = dict(latents=str(latents), method=method, n_clusters=n_clusters, center=center,
                   half_widths=half_widths, axis=axis, percentile_low=percentile_low,
                   percentile_high=percentile_high, points=points, radius=radius, seed=seed,
-                  image_paths=image_paths)
+                  image_paths=image_paths,
+                  selection_file=str(selection_file) if selection_file else None,
+                  class_numbers=class_numbers)
     summary = {"source_particles": str(source), "n_particles": len(z), "latent_dim": z.shape[1],
                "method": method, "subsets": records}
     write_provenance(out / "select.json", "select", params, extra=summary)
@@ -169,17 +193,18 @@ def write_subset_set(out: Path, source: Path, rows: list[np.ndarray], names: lis
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    files = []
-    for path in staged:
-        files.append(out / path.name)
-        os.replace(path, files[-1])
+    files = [out / path.name for path in staged]
+    written = sorted(staging.iterdir())  # the subsets and their sidecars (a .cs's .csg)
+    for path in written:
+        os.replace(path, out / path.name)
     staging.rmdir()
-    kept = {f.name for f in files}
+    kept = {p.name for p in written}
     for name in previous:
-        if name not in kept and (out / name).is_file():
-            (out / name).unlink()
-            log.info("removed %s: a subset of the earlier selection that this one does not "
-                     "write", out / name)
+        for stale in (name, str(Path(name).with_suffix(".csg")) if name.endswith(".cs") else None):
+            if stale and stale not in kept and (out / stale).is_file():
+                (out / stale).unlink()
+                log.info("removed %s: a subset of the earlier selection that this one does "
+                         "not write", out / stale)
     return files
 
 
@@ -198,3 +223,23 @@ def warn_relative_image_paths(source: Path, out: Path, project_dir) -> None:
                 "which resolve from %s, not from %s: open them from that folder (the "
                 "RELION/cryoSPARC project), or write absolute paths (--image-paths absolute, "
                 "select.image_paths: absolute)", len(lost), lost[0], root, out)
+
+
+def write_class_numbers(source: Path, rows: np.ndarray, subsets, path: Path, image_paths: str,
+                        project_dir=None) -> Path:
+    """``subsets.star``: the rows of STAR file ``source`` of every selected particle once (in
+    the input's order), with ``rlnClassNumber`` the 1-based number of its subset (the first
+    that holds it)."""
+    label = np.zeros(len(rows), dtype=np.int64)
+    for k, s in enumerate(subsets):
+        overlap = s.members & (label > 0)
+        if overlap.any():
+            log.warning("subsets.star: %d particle(s) of %s are in an earlier subset and keep "
+                        "its class number", int(overlap.sum()), s.name)
+        label[s.members & (label == 0)] = k + 1
+    chosen = np.flatnonzero(label)
+    order = np.argsort(rows[chosen], kind="stable")  # the input file's order
+    chosen = chosen[order]
+    return write_source_rows(source, rows[chosen], path, image_paths=image_paths,
+                             project_dir=project_dir,
+                             extra_columns={"rlnClassNumber": label[chosen]})

@@ -144,3 +144,14 @@ def deform(phantom: Phantom, coordinate: np.ndarray, max_angle_deg: float) -> np
         p0 = phantom.hinge_points_A[d - 1]
         pos[sel] = (pos[sel] - p0) @ rot.T + p0
     return pos
+
+
+def domain_rmsd_A(phantom: Phantom, d: int, max_angle_deg: float) -> float:
+    """RMSD (Å) of moving domain ``d`` (1-based) between the end states, its coordinate at
+    −1 and at +1 (the other coordinates at 0): the motion's amplitude in structural terms."""
+    n_moving = len(phantom.hinge_axes)
+    lo, hi = np.zeros(n_moving), np.zeros(n_moving)
+    lo[d - 1], hi[d - 1] = -1.0, 1.0
+    sel = phantom.domain == d
+    diff = deform(phantom, hi, max_angle_deg)[sel] - deform(phantom, lo, max_angle_deg)[sel]
+    return float(np.sqrt((diff ** 2).sum(axis=1).mean()))

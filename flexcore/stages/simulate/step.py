@@ -39,7 +39,7 @@ from ...core.utils.disk import check_free_space
 from ...core.utils.logging import get_logger
 from ...core.utils.outputs import prepare_outputs
 from ...core.wiener import FourierAccumulator, reconstruct_halves
-from .phantom import Phantom, deform, make_phantom
+from .phantom import Phantom, deform, domain_rmsd_A, make_phantom
 from .render import render_projections, render_volume
 
 log = get_logger("flexcore.simulate")
@@ -175,6 +175,28 @@ def write_ground_truth_maps(out: Path, phantom: Phantom, gt_coords: np.ndarray,
     return weights, gt_paths, mask
 
 
+def render_clean_images(phantom: Phantom, weights: torch.Tensor, coords: np.ndarray,
+                        rotations: torch.Tensor, shifts_A: torch.Tensor, ctf_kw: dict, *,
+                        box: int, pixel_size_A: float, sigma_px: float,
+                        max_angle_deg: float) -> torch.Tensor:
+    """The simulator's noiseless image model: analytic projections of the phantom at motion
+    coordinates ``coords (B, n_motions)`` under RELION matrices ``rotations (B, 3, 3)``,
+    zero-padded ×2, multiplied by the CTF (``ctf_kw``: :func:`calculate_ctf_2d`'s
+    per-image defocus tensors and the common optics) and shifted by the origins
+    ``shifts_A (B, 2)`` (Å, RELION sign), then cropped. Returns ``(B, box, box)`` on the
+    rotations' device; ``weights (A,)`` are the atoms' masses."""
+    dev = rotations.device
+    padded, pad = 2 * box, box // 2
+    pos = torch.tensor(_positions_batch(phantom, coords, max_angle_deg) / pixel_size_A,
+                       dtype=torch.float32, device=dev)
+    proj = render_projections(pos, weights.to(dev), rotations, box, sigma_px)
+    ctf = calculate_ctf_2d(pixel_size_A=pixel_size_A, image_size=padded, **ctf_kw)
+    shift_px = -shifts_A / pixel_size_A
+    big = F.pad(proj, [pad, pad, pad, pad])
+    ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded, device=dev)
+    return torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box]
+
+
 def render_particles(stack_path: Path, phantom: Phantom, weights: torch.Tensor, draws: Draws,
                      *, box: int, pixel_size_A: float, sigma_px: float, snr: float,
                      max_angle_deg: float, ctf_common: dict, batch: int, dev: torch.device,
@@ -183,7 +205,6 @@ def render_particles(stack_path: Path, phantom: Phantom, weights: torch.Tensor, 
     white noise at ``snr``; written to ``stack_path`` and inserted into one Wiener
     accumulator per half set. Returns the noise σ and the two accumulators."""
     n_particles = len(draws.coords)
-    padded, pad = 2 * box, box // 2
     gen = torch.Generator().manual_seed(draws.noise_seed)
     noise_sigma = None
     accs = (FourierAccumulator(box, pixel_size_A, device=dev),
@@ -195,16 +216,13 @@ def render_particles(stack_path: Path, phantom: Phantom, weights: torch.Tensor, 
     with StackWriter(stack_path, n_particles, box, pixel_size_A) as writer:
         for s in range(0, n_particles, batch):
             sl = slice(s, min(s + batch, n_particles))
-            pos = floats(_positions_batch(phantom, draws.coords[sl], max_angle_deg) / pixel_size_A)
             rot = floats(draws.rotations[sl])
-            proj = render_projections(pos, weights.to(dev), rot, box, sigma_px)
             ctf_kw = dict(defocus_u_A=floats(draws.df_u[sl]), defocus_v_A=floats(draws.df_v[sl]),
                           defocus_angle_deg=floats(draws.df_ang[sl]), **ctf_common)
-            ctf = calculate_ctf_2d(pixel_size_A=pixel_size_A, image_size=padded, **ctf_kw)
-            shift_px = -floats(draws.shifts_A[sl]) / pixel_size_A
-            big = F.pad(proj, [pad, pad, pad, pad])
-            ft = torch.fft.rfft2(big) * ctf * shift_phase_2d(shift_px, padded, device=dev)
-            clean = torch.fft.irfft2(ft, s=(padded, padded))[:, pad:pad + box, pad:pad + box].cpu()
+            clean = render_clean_images(
+                phantom, weights, draws.coords[sl], rot, floats(draws.shifts_A[sl]), ctf_kw,
+                box=box, pixel_size_A=pixel_size_A, sigma_px=sigma_px,
+                max_angle_deg=max_angle_deg).cpu()
             if noise_sigma is None:
                 noise_sigma = float(torch.sqrt(clean.var(dim=(1, 2)).mean() / snr))
             noisy = clean + noise_sigma * torch.randn(clean.shape, generator=gen)
@@ -316,6 +334,9 @@ def run_simulate(
         "noise_sigma": noise_sigma, "n_motions": n_motions, "max_angle_deg": max_angle_deg,
         "n_atoms": int(len(phantom.positions_A)), "atom_sigma_A": phantom.sigma_A,
         "moving_atoms": int((phantom.domain > 0).sum()), "seed": seed,
+        "atom_weight": float(weights[0]),
+        "moving_domain_rmsd_A": [domain_rmsd_A(phantom, d, max_angle_deg)
+                                 for d in range(1, n_motions + 1)],
         "gt_coordinates": gt_coords.tolist(),
         "gt_maps": [str(p.relative_to(out)) for p in gt_paths],
         "hinge_points_A": phantom.hinge_points_A.tolist(), "hinge_axes": phantom.hinge_axes.tolist(),

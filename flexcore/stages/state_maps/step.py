@@ -55,6 +55,9 @@ def read_states(path, latent_dim: int) -> tuple[list[str], np.ndarray, list[int 
         record = json.loads(path.read_text())
     except json.JSONDecodeError as exc:
         raise InputFileError(path, f"is not valid JSON: {exc}") from exc
+    if record.get("format") == "flexcore-selection":
+        raise InputFileError(path, "is a selection drawn in the latent explorer; write its subsets "
+                                   "with `flexcore select --from` first and give that select.json")
     if "subsets" in record:
         names = [s["name"] for s in record["subsets"]]
         z = np.array([s["state"] for s in record["subsets"]], dtype=np.float32)

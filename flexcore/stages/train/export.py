@@ -1,5 +1,5 @@
 """Export latents: ``.npy``, cryoDRGN's ``z.pkl``, and appended to copies of the user's input
-STAR and ``.cs``."""
+STAR and ``.cs`` (with its ``.csg`` result-group file for cryoSPARC's "Import Result Group")."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ...core.errors import ConfigError
 from ...core.io import read_particles, write_cs, write_star
 from ...core.io.cryodrgn import write_latents_pkl
 from ...core.utils.atomic import atomic_path
@@ -30,7 +31,7 @@ def latent_fields(z: np.ndarray) -> dict[str, np.ndarray]:
 
 
 def export_latents(z: np.ndarray, source_particles, source_rows: np.ndarray, out_dir,
-                   project_dir=None) -> dict:
+                   project_dir=None, image_paths: str = "original") -> dict:
     """Write ``latents.npy``, ``z.pkl``, ``latents.star`` and ``latents.cs`` under ``out_dir``.
 
     ``z.pkl`` is the ``(N, K)`` float32 array pickled as cryoDRGN writes its latents, so
@@ -40,14 +41,21 @@ def export_latents(z: np.ndarray, source_particles, source_rows: np.ndarray, out
     file given to ``prep``), so the STAR/.cs copies keep every input column and can be
     used to select particles by latent in RELION or cryoSPARC. ``project_dir`` is the
     project folder the source's image paths are relative to (prep's ``project_dir``).
+    ``image_paths``: ``original`` (stack names as the input gives them, so the files open
+    from the same RELION or cryoSPARC project folder as the input) or ``absolute``.
     """
+    if image_paths not in ("original", "absolute"):
+        raise ConfigError(f"image_paths = {image_paths!r}: must be original or absolute")
     out = Path(out_dir)
     with atomic_path(out / "latents.npy") as tmp:
         np.save(tmp, z.astype(np.float32))
     write_latents_pkl(z, out / "z.pkl")
     table = read_particles(source_particles, project_dir=project_dir).subset(np.asarray(source_rows))
-    write_star(table, out / "latents.star", extra_columns=latent_columns(z))
-    write_cs(table, out / "latents.cs", extra_fields=latent_fields(z))
+    write_star(table, out / "latents.star", extra_columns=latent_columns(z),
+               image_paths=image_paths)
+    # uids of the source rows: the same particle has the same uid in every .cs from this input
+    write_cs(table, out / "latents.cs", extra_fields=latent_fields(z), image_paths=image_paths,
+             source_rows=source_rows)
     log.info("wrote latents for %d particles: latents.npy, z.pkl, latents.star, latents.cs",
              len(z))
     return {"npy": out / "latents.npy", "pkl": out / "z.pkl", "star": out / "latents.star",

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...core.checkpoint import load_checkpoint, save_checkpoint
-from ...core.errors import InputFileError
+from ...core.errors import ConfigError, InputFileError
 from ...core.io import read_init_latents, read_map
 from ...core.prep_info import PrepInfo
 from ...core.strain import log_strain, measure_strain
@@ -47,7 +47,7 @@ def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
 
 def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = None, *,
               on_existing: str = "refuse", init_latents=None, resume: bool = False,
-              gpus: int = 1) -> dict:
+              gpus: int = 1, image_paths: str = "original") -> dict:
     """Train latents, flow and canonical map; write checkpoints, latents and plots.
 
     Outputs in ``out_dir``: ``model.pt`` (the trained model, written last),
@@ -58,7 +58,9 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     ``on_existing`` says what to do when ``out_dir`` holds an earlier run: ``"refuse"``
     (default), ``"resume"`` (continue a compatible checkpoint), ``"restart"`` (remove it)
     or ``"auto"`` (resume when compatible, else restart); see :mod:`flexcore.stages.train.resume`.
-    ``resume=True`` is ``on_existing="resume"``.
+    ``resume=True`` is ``on_existing="resume"``. ``image_paths``: stack names in
+    ``latents.star``/``.cs``, ``original`` (as the input names them: the files open from the
+    same RELION or cryoSPARC project folder) or ``absolute``.
 
     ``gpus > 1`` trains on that many ranks of this node: this call starts them with torchrun
     (:func:`~flexcore.core.utils.launch.start_ranks`; also when started under torchrun
@@ -68,18 +70,22 @@ def run_train(prep_dir, mesh_path, out_dir, config: dict | TrainConfig | None = 
     """
     cfg = config if isinstance(config, TrainConfig) else TrainConfig.from_dict(config or {})
     cfg.validate()
+    if image_paths not in ("original", "absolute"):
+        raise ConfigError(f"image_paths = {image_paths!r}: must be original or absolute")
     on_existing = "resume" if resume else on_existing
     if ranks_to_start(gpus):
         kwargs = dict(prep_dir=str(prep_dir), mesh_path=str(mesh_path), out_dir=str(out_dir),
                       config=cfg.to_dict(), on_existing=on_existing,
-                      init_latents=str(init_latents) if init_latents else None, gpus=gpus)
+                      init_latents=str(init_latents) if init_latents else None, gpus=gpus,
+                      image_paths=image_paths)
         return start_ranks("flexcore.stages.train.step:run_train", gpus, kwargs)
     with distributed.process_group(distributed.resolve_device(cfg.device, "train.device")):
-        return _train(Path(prep_dir), mesh_path, out_dir, cfg, on_existing, init_latents)
+        return _train(Path(prep_dir), mesh_path, out_dir, cfg, on_existing, init_latents,
+                      image_paths)
 
 
 def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: str,
-           init_latents) -> dict:
+           init_latents, image_paths: str = "original") -> dict:
     t0 = time.time()
     info = PrepInfo.read(prep_dir)
     mesh = load_mesh_for_training(mesh_path, info.train_box, info.train_pixel_size_A)
@@ -134,7 +140,7 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
                  cfg.total_epochs, rec["seconds"], rec["particles_per_s"],
                  format_eta(per_epoch * (cfg.total_epochs - trainer.epoch)))
     z = trainer.global_latents().numpy()
-    strain = _write_results(trainer, z, out, info, mesh, truth) if main else None
+    strain = _write_results(trainer, z, out, info, mesh, truth, image_paths) if main else None
     final = trainer.state_dict()
     summary = {
         "n_particles": n_total, "epochs": trainer.epoch, "seconds": round(time.time() - t0, 1),
@@ -155,7 +161,7 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
 
 
 def _write_results(trainer: Trainer, z: np.ndarray, out: Path, info: PrepInfo, mesh,
-                   truth) -> dict:
+                   truth, image_paths: str = "original") -> dict:
     """Rank 0 after the last epoch: final plots, the latents exported into the user's
     particle file, and the strain of the learned motion (returned)."""
     cfg, data = trainer.cfg, trainer.data
@@ -165,7 +171,8 @@ def _write_results(trainer: Trainer, z: np.ndarray, out: Path, info: PrepInfo, m
         write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
     _plot_examples(trainer, out / "examples.png")
     source_rows = np.asarray(data.table.raw["flexSourceIndex"], dtype=np.int64)
-    export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir)
+    export_latents(z, info.source_particles, source_rows, out, project_dir=info.project_dir,
+                   image_paths=image_paths)
     strain = measure_strain(
         lambda zz: trainer.flow(torch.as_tensor(zz, device=trainer.device)), mesh, z,
         threshold=cfg.strain_threshold, seed=cfg.seed)["summary"]

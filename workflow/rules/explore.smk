@@ -1,0 +1,25 @@
+rule explore:
+    input:
+        checkpoint="results/{dataset}/train/model.pt",
+        mesh="results/{dataset}/mesh/mesh.npz",
+    output:
+        page=report(
+            "results/{dataset}/train/explorer.html",
+            caption="../report/explorer.rst",
+            category="2. Training",
+            labels={"item": "latent explorer"},
+        ),
+    log:
+        "results/{dataset}/logs/explore.log",
+    benchmark:
+        "results/{dataset}/benchmarks/explore.tsv"
+    conda:
+        "../../envs/flexcore-cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    params:
+        explore=explore_parameters(),
+    script:
+        "../scripts/explore.py"
