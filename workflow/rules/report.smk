@@ -102,8 +102,8 @@ rule report_pages:
         "../../envs/flexcore-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=job_memory("report_pages"),
+        runtime=job_runtime("report_pages"),
     params:
         titles=report_page_titles(),
     script:
