@@ -81,3 +81,15 @@ def test_count_particles_relion30(tmp_path):
     path.write_text("data_\n\nloop_\n_rlnImageName #1\n_rlnDefocusU #2\n"
                     + "".join(f"{i + 1:06d}@p.mrcs 10000\n" for i in range(12)) + "\n")
     assert count_particles(path) == 12
+
+
+def test_map_header_gives_the_box_without_reading_data(tmp_path):
+    from flexcore.core.errors import InputFileError
+    from flexcore.core.io import write_map
+    from flexcore.core.io.mrc import read_map_header
+
+    write_map(tmp_path / "m.mrc", np.zeros((24, 24, 24), np.float32), 2.0)
+    assert read_map_header(tmp_path / "m.mrc") == (24, 24, 24)
+    (tmp_path / "bad.mrc").write_text("placeholder")
+    with pytest.raises(InputFileError, match="bad.mrc"):
+        read_map_header(tmp_path / "bad.mrc")

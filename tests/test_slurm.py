@@ -13,7 +13,10 @@ configuration at the default path, or configless, needs no such thing.)
 
 The test checks that every non-local rule ran as a Slurm job (the plugin's submission
 lines, slurmctld's log, each job's Slurm log file), that the GPU stages asked for a GPU in
-their sbatch command (``--gpus=1``) and that Slurm recorded it (``TresPerJob=gres/gpu:1``).
+their sbatch command (``--gpus=1``) and that Slurm recorded it (``TresPerJob=gres/gpu:1``),
+and that the memory and time asked for (``--mem``, ``-t``) are those sized from the data
+(flexcore.core.resources). A dry run with the Slurm profile (no cluster needed) checks the
+requests of a large dataset against a small one.
 """
 
 from __future__ import annotations
@@ -30,7 +33,9 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent / "workflow_config"))
-from snakemake_cli import ROOT, tail  # noqa: E402
+from snakemake_cli import ROOT, run_snakemake, tail  # noqa: E402
+
+from flexcore.core.resources import DatasetSize, fit_problems, memory_mb, runtime_min  # noqa: E402
 
 pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 
@@ -197,8 +202,10 @@ def test_tiny_workflow_runs_through_slurm_with_gpus_for_gpu_stages(slurm_cluster
            "--profile", str(ROOT / "profiles" / "slurm"),
            "--slurm-status-command", "squeue", "--slurm-no-account",
            "--slurm-init-seconds-before-status-checks", "2",
-           # the profile's partition and account are placeholders: use this cluster's
-           "--default-resources", f"slurm_partition={PARTITION}", "mem_mb=2000", "runtime=30",
+           # the profile's partitions and account are placeholders: use this cluster's
+           "--default-resources", f"slurm_partition={PARTITION}",
+           "--set-resources", *(f"{rule}:slurm_partition={PARTITION}"
+                                for rule in sorted(GPU_RULES | {"reconstruct_half"})),
            "--verbose"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, start_new_session=True)
@@ -228,7 +235,12 @@ def test_tiny_workflow_runs_through_slurm_with_gpus_for_gpu_stages(slurm_cluster
     for rule, call in submitted.items():
         assert ("--gpus=1" in call) == (rule in GPU_RULES), f"{rule}: {call}"
         assert f"-p {PARTITION}" in call or f"--partition {PARTITION}" in call, call
-    assert "--mem 64000" in submitted["train"] and "-t 1440" in submitted["train"]
+    # memory and time sized from the tiny dataset (600 particles, box 32, training box 32)
+    tiny = DatasetSize(n_particles=600, box=32, train_box=32)
+    for rule in REMOTE_RULES:
+        options = {"n_cells": 10} if rule == "train" else {}
+        assert f"--mem {memory_mb(rule, tiny, **options)}" in submitted[rule], submitted[rule]
+    assert f"-t {runtime_min('train', tiny, epochs=2)}" in submitted["train"], submitted["train"]
 
     # Slurm itself ran them: slurmctld logged each job, Slurm kept each job's log, and
     # recorded the GPU request of the GPU jobs
@@ -248,3 +260,50 @@ def test_tiny_workflow_runs_through_slurm_with_gpus_for_gpu_stages(slurm_cluster
             assert "gres/gpu:1" in show or "gres:gpu:1" in show, show
             gpu_ids.append(slurm_id)
     assert len(gpu_ids) == len(GPU_RULES)
+
+
+def requested(output: str, rule: str, resource: str) -> int:
+    """A resource of a rule's job in a dry run's job listing."""
+    block = output.split(f"rule {rule}:")[1].split("\n\n")[0]
+    return int(re.search(rf"\b{resource}=(\d+)", block).group(1))
+
+
+def test_requested_memory_follows_the_dataset_size(tmp_path):
+    """Dry runs with the Slurm profile (no cluster needed): the tiny dataset and a large
+    one (300 000 particles in a STAR file, a 384 px consensus map) ask for what the resource
+    model gives for their size, and the large one is told what will not fit."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rows = "".join(f"{i % 1000 + 1:06d}@stacks/s{i // 1000}.mrcs\t1\n" for i in range(300_000))
+    (data / "particles.star").write_text(
+        "data_optics\nloop_\n_rlnOpticsGroup\n_rlnImagePixelSize\n1 1.0\n\n"
+        "data_particles\nloop_\n_rlnImageName\n_rlnOpticsGroup\n" + rows)
+    import mrcfile
+
+    with mrcfile.new_mmap(data / "map.mrc", shape=(384, 384, 384), mrc_mode=2) as m:
+        m.voxel_size = 1.0  # a sparse file: only the header is written
+    (tmp_path / "large.yaml").write_text(
+        "dataset: large\ninput:\n  source: files\n"
+        f"  particles: {data / 'particles.star'}\n  consensus_map: {data / 'map.mrc'}\n"
+        "prep:\n  train_box: 128\n")
+    runs = {}
+    for name, configs in (("tiny", (ROOT / "tests/workflow_config/tiny.yaml",)),
+                          ("large", (ROOT / "config/config.yaml", tmp_path / "large.yaml"))):
+        (tmp_path / name).mkdir()
+        result = run_snakemake(tmp_path / name, "-n", "--profile", ROOT / "profiles" / "slurm",
+                               configfiles=configs, timeout=180)
+        runs[name] = result.stdout
+    large = DatasetSize(n_particles=300_000, box=384, train_box=128)
+    tiny = DatasetSize(n_particles=600, box=32, train_box=32)
+    for rule in ("prep", "reconstruct"):
+        assert requested(runs["large"], rule, "mem_mb") == memory_mb(rule, large)
+        assert requested(runs["tiny"], rule, "mem_mb") == memory_mb(rule, tiny)
+    import yaml
+
+    n_cells = yaml.safe_load((ROOT / "config/config.yaml").read_text())["mesh"]["n_cells"]
+    assert requested(runs["large"], "train", "mem_mb") == memory_mb("train", large, n_cells=n_cells)
+    assert requested(runs["large"], "train", "mem_mb") > 5 * requested(runs["tiny"], "train", "mem_mb")
+    assert requested(runs["large"], "reconstruct", "runtime") > \
+        requested(runs["tiny"], "reconstruct", "runtime")
+    assert fit_problems("reconstruct", large)[0] in runs["large"]  # said before any job
+    assert "flexcore resources:" not in runs["tiny"]

@@ -50,9 +50,18 @@ def test_dry_run_with_each_profile(tmp_path, profile):
     jobs = planned_jobs(result.stdout)
     assert {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate",
             "provenance"} <= set(jobs), result.stdout[-3000:]
-    if profile == "slurm":
+    if profile == "slurm":  # memory and time from the demo's size, not fixed figures
+        from flexcore.core.resources import DatasetSize, memory_mb, runtime_min
+
+        cfg = yaml.safe_load(CONFIG.read_text())
+        demo = DatasetSize(cfg["simulate"]["n_particles"], cfg["simulate"]["box"],
+                           cfg["prep"]["train_box"])
         train = result.stdout.split("rule train:")[1].split("\n\n")[0]
-        assert "gpu=1" in train and "mem_mb=64000" in train and "runtime=1440" in train
+        mem = memory_mb("train", demo, n_cells=cfg["mesh"]["n_cells"], ranks=cfg["train"].get("gpus", 1))
+        assert "gpu=1" in train and f"mem_mb={mem}," in train, train
+        epochs = cfg["train"]["epochs"]
+        assert f"runtime={runtime_min('train', demo, epochs=epochs)}," in train, train
+        assert "slurm_partition=CHANGE_ME_gpu_partition" in train
 
 
 def test_slurm_dry_run_works_without_slurm_installed(tmp_path):
@@ -108,14 +117,15 @@ def test_slurm_profile_uses_the_plugin_and_gpu_resources():
     assert "CHANGE_ME" in p["default-resources"]["slurm_account"]
     assert re.search(r"^# slurm-status-command: squeue", text, re.M)
     res = p["set-resources"]
-    for rule in GPU_RULES:
-        assert res[rule]["mem_mb"] > 0 and res[rule]["runtime"] > 0 and res[rule]["cpus_per_gpu"] > 0
-    for rule in ONE_GPU_RULES:
-        assert res[rule]["gpu"] == 1, rule
-    for rule in ("train", "reconstruct", "mesh", "evaluate"):
-        assert res[f"sweep_{rule}"] == res[rule], f"sweep_{rule} differs from {rule}"
-    for rule in set(res) - ONE_GPU_RULES:  # the others take it from their rule (or need none)
-        assert "gpu" not in res[rule], f"{rule}: a gpu here would override the rule's"
+    # one block for every GPU job: the GPU partition set once; memory, time and the GPU
+    # count come from the rules (sized from the data), so the profile sets none of them
+    gpu_block = res["train"]
+    assert "CHANGE_ME" in gpu_block["slurm_partition"] and gpu_block["cpus_per_gpu"] > 0
+    for rule in GPU_RULES | {"sweep_train", "sweep_reconstruct"}:
+        assert res[rule] == gpu_block, rule
+    for rule, block in res.items():
+        assert not {"mem_mb", "runtime", "gpu"} & set(block), f"{rule}: would override the rule's"
+    assert not {"mem_mb", "runtime"} & set(p["default-resources"])
 
 
 def rule_blocks() -> dict[str, str]:
@@ -149,7 +159,10 @@ def test_every_rule_has_log_benchmark_resources_conda_and_a_script():
         if name in ("provenance", "sweep_summary"):
             continue  # local bookkeeping rules
         assert "benchmark:" in block, f"rule {name} has no benchmark"
-        assert re.search(r"mem_mb=\d+", block) and re.search(r"runtime=\d+", block), name
+        # memory and time sized from the data (workflow/rules/resources.smk)
+        assert f'mem_mb=job_memory("{name}")' in block, name
+        assert f'runtime=job_runtime("{name}")' in block, name
+        assert (f'gpu_mem_mb=job_gpu_memory("{name}")' in block) == (name in GPU_RULES), name
         gpu = {**{rule: "gpu=1" for rule in ONE_GPU_RULES}, "train": 'gpu=job_gpus("train")',
                "reconstruct_half": 'gpu=job_gpus("reconstruct")',
                "reconstruct": 'gpu=job_gpus("reconstruct")'}.get(name)

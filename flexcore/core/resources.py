@@ -31,7 +31,8 @@ TRAIN_SECONDS_PER_PARTICLE_EPOCH_128 = 0.22e-3  # H100, docs/benchmarks.md
 RECON_SECONDS_PER_PARTICLE_256 = 15.6e-3  # H100, both halves, flex + rigid, 20 iterations
 RECON_CPU_BYTES_PER_VOXEL = 380.0
 RECON_GPU_BYTES_PER_VOXEL = 690.0
-CPU_STAGES = ("simulate", "prep", "mesh", "select", "evaluate", "evaluate_reconstruction")
+CPU_STAGES = ("simulate", "prep", "mesh", "select", "evaluate", "evaluate_reconstruction",
+              "explore", "report_pages")
 GPU_STAGES = ("train", "reconstruct", "generate", "state_maps", "localres")
 
 
@@ -95,7 +96,10 @@ def memory_mb(stage: str, size: DatasetSize, factors: ResourceFactors = Resource
         need = RUNTIME_BYTES + n * METADATA_BYTES * 4 + 512 * big * big * 4.0 * 8 + big**3 * 4.0 * 32
     elif stage == "mesh":
         need = RUNTIME_BYTES + d**3 * 4.0 * 40
-    elif stage in ("generate", "state_maps", "localres", "evaluate_reconstruction"):
+    elif stage == "explore":  # volumes at the training box along each latent axis
+        need = RUNTIME_BYTES + d**3 * 4.0 * 200 + n * METADATA_BYTES
+    elif stage in ("generate", "state_maps", "localres", "evaluate_reconstruction",
+                   "reconstruct_combine"):
         need = RUNTIME_BYTES + big**3 * 4.0 * 40 + n * METADATA_BYTES
     else:  # select, evaluate: tables and latents
         need = RUNTIME_BYTES + n * METADATA_BYTES * 4 + d**3 * 4.0 * 20

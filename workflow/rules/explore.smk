@@ -17,8 +17,8 @@ rule explore:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_memory("explore"),
+        runtime=job_runtime("explore"),
     params:
         explore=explore_parameters(),
     script:

@@ -33,8 +33,9 @@ rule generate:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_memory("generate"),
+        runtime=job_runtime("generate"),
+        gpu_mem_mb=job_gpu_memory("generate"),
     params:
         generate=generate_parameters(),
     script:

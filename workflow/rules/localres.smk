@@ -44,8 +44,9 @@ rule localres:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=job_memory("localres"),
+        runtime=job_runtime("localres"),
+        gpu_mem_mb=job_gpu_memory("localres"),
     params:
         localres=localres_parameters(),
     script:

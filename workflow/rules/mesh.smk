@@ -23,8 +23,8 @@ rule mesh:
         "../../envs/flexcore-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=15,
+        mem_mb=job_memory("mesh"),
+        runtime=job_runtime("mesh"),
     params:
         mesh=mesh_parameters(),
     script:

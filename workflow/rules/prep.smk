@@ -15,8 +15,8 @@ rule prep:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=job_memory("prep"),
+        runtime=job_runtime("prep"),
     params:
         pixel_size_A=config["input"]["pixel_size_A"],
         project_dir=config["input"]["project_dir"] or None,

@@ -22,8 +22,9 @@ rule reconstruct_half:
     threads: 4
     resources:
         gpu=job_gpus("reconstruct"),
-        mem_mb=32000,
-        runtime=480,
+        mem_mb=job_memory("reconstruct_half"),
+        runtime=job_runtime("reconstruct_half"),
+        gpu_mem_mb=job_gpu_memory("reconstruct_half"),
     params:
         reconstruct=reconstruct_half_parameters(),
     script:
@@ -62,8 +63,9 @@ rule reconstruct:
     threads: 4
     resources:
         gpu=job_gpus("reconstruct"),
-        mem_mb=32000,
-        runtime=480,
+        mem_mb=job_memory("reconstruct"),
+        runtime=job_runtime("reconstruct"),
+        gpu_mem_mb=job_gpu_memory("reconstruct"),
     params:
         reconstruct=reconstruct_parameters(),
     script:
@@ -103,8 +105,8 @@ if config["reconstruct"]["split_jobs"]:
             "../../envs/flexcore-cpu.yaml"
         threads: 2
         resources:
-            mem_mb=8000,
-            runtime=60,
+            mem_mb=job_memory("reconstruct_combine"),
+            runtime=job_runtime("reconstruct_combine"),
         params:
             bfactor=config["reconstruct"]["bfactor"],
         script:

@@ -26,8 +26,8 @@ rule evaluate:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("evaluate"),
+        runtime=job_runtime("evaluate"),
     script:
         "../scripts/evaluate.py"
 
@@ -63,8 +63,8 @@ rule evaluate_reconstruction:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("evaluate_reconstruction"),
+        runtime=job_runtime("evaluate_reconstruction"),
     script:
         "../scripts/evaluate_reconstruction.py"
 
@@ -102,8 +102,8 @@ rule report_pages:
         "../../envs/flexcore-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=job_memory("report_pages"),
+        runtime=job_runtime("report_pages"),
     params:
         titles=report_page_titles(),
     script:

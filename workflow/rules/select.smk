@@ -22,8 +22,8 @@ rule select:
         "../../envs/flexcore-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("select"),
+        runtime=job_runtime("select"),
     params:
         select=select_parameters(),
     script:

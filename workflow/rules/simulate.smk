@@ -16,8 +16,8 @@ rule simulate:
         "../../envs/flexcore-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=job_memory("simulate"),
+        runtime=job_runtime("simulate"),
     params:
         simulation=simulation_parameters(),
     script:

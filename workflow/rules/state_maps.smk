@@ -33,8 +33,9 @@ rule state_maps:
     threads: 2
     resources:
         gpu=1,
-        mem_mb=16000,
-        runtime=60,
+        mem_mb=job_memory("state_maps"),
+        runtime=job_runtime("state_maps"),
+        gpu_mem_mb=job_gpu_memory("state_maps"),
     params:
         states=state_map_parameters(),
     script:

@@ -42,8 +42,9 @@ rule train:
     threads: 4
     resources:
         gpu=job_gpus("train"),
-        mem_mb=16000,
-        runtime=720,
+        mem_mb=job_memory("train"),
+        runtime=job_runtime("train"),
+        gpu_mem_mb=job_gpu_memory("train"),
     params:
         train=training_parameters(),
     script:

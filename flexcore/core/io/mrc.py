@@ -37,6 +37,21 @@ def _voxel_size(m) -> float:
     return float(vs.x)
 
 
+def read_map_header(path) -> tuple[int, int, int]:
+    """``(nx, ny, nz)`` of an MRC file from its header alone (no data read)."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "file does not exist")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            with mrcfile.open(path, header_only=True, permissive=True) as m:
+                h = m.header
+                return int(h.nx), int(h.ny), int(h.nz)
+    except Exception as exc:  # mrcfile raises ValueError/OSError with terse messages
+        raise InputFileError(path, f"cannot be read as MRC: {exc}") from exc
+
+
 def read_map(path) -> tuple[np.ndarray, float]:
     """Read a cubic 3-D map; returns ``(volume[z, y, x] float32, voxel_size_A)``.
 
