@@ -28,6 +28,9 @@ COVERED = {
     "bench_reconstruct.py": "test_bench_reconstruct_quick_mode",
     "bench_distributed.py": "tests/test_bench_distributed.py",
     "bench_latent_quality.py": "tests/test_latent_quality.py",
+    "bench_wiener.py": "tests/test_bench_cpu_scripts.py",
+    "bench_latent_search.py": "tests/test_bench_cpu_scripts.py",
+    "profile_cpu.py": "tests/test_bench_cpu_scripts.py",
     "run_gpu_ops.sh": "test_run_gpu_ops_script_is_sound_on_the_cpu",
     "sass_loop_count.py": "test_sass_loop_count_on_a_synthetic_listing",
 }
