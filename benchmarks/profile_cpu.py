@@ -93,9 +93,10 @@ def instrument(timer: PartTimer) -> None:
 
 
 def table(parts: dict[str, float], total: float) -> list[dict]:
+    kept = {k: v for k, v in parts.items() if v > 0.005}
     rows = [{"part": k, "s": round(v, 2), "percent": round(100 * v / total, 1)}
-            for k, v in sorted(parts.items(), key=lambda kv: -kv[1]) if v > 0.005]
-    other = total - sum(parts.values())
+            for k, v in sorted(kept.items(), key=lambda kv: -kv[1])]
+    other = total - sum(kept.values())  # the parts too small to list count here, so rows add up
     rows.append({"part": "other (Python, bookkeeping)", "s": round(other, 2),
                  "percent": round(100 * other / total, 1)})
     return rows

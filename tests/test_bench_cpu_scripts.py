@@ -48,6 +48,7 @@ def test_cpu_profile(tmp_path):
     for record in [*r["epochs"], r["reconstruct"]]:
         parts = {p["part"]: p["s"] for p in record["parts"]}
         assert "operator forward" in parts and "other (Python, bookkeeping)" in parts
-        assert abs(sum(parts.values()) - record["seconds"]) <= 0.05 * record["seconds"] + 0.05
+        # the rows add up to the total (each rounded to 0.01 s)
+        assert abs(sum(parts.values()) - record["seconds"]) <= 0.01 * len(parts) + 0.06
     assert set(r["reconstruct"]["passes_particles_per_s"]) == {"gradient", "curvature"}
     assert "reconstruct (1 iterations" in done.stdout
