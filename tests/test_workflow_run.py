@@ -277,9 +277,10 @@ def test_deleting_a_training_output_reruns_only_its_dependents(tiny_run, tmp_pat
     work = copy_run(tiny_run, tmp_path / "copy")
     (work / "results" / "tiny" / "train" / "latents.npy").unlink()
     result = run_snakemake(work, "-n", "--cores", "2", timeout=300)
-    assert planned_jobs(result.stdout) == {"train": 1, "generate": 1, "reconstruct": 1,
-                                           "evaluate": 1, "select": 1, "state_maps": 1,
-                                           "localres": 1, "evaluate_reconstruction": 1,
+    assert planned_jobs(result.stdout) == {"train": 1, "explore": 1, "generate": 1,
+                                           "reconstruct": 1, "evaluate": 1, "select": 1,
+                                           "state_maps": 1, "localres": 1,
+                                           "evaluate_reconstruction": 1, "report_pages": 1,
                                            "all": 1}, result.stdout[-3000:]
 
 
