@@ -433,7 +433,8 @@ def test_split_reconstruction_with_two_ranks_per_job_gives_the_one_job_maps(tiny
     result = run_snakemake(work, "--cores", "2", configfiles=(TINY_CONFIG, split), timeout=1200)
     jobs = planned_jobs(result.stdout)
     # one job per solve, then one that combines them; the GPU count is no training parameter
-    assert jobs.get("reconstruct_half") == 4 and jobs.get("reconstruct") == 1, jobs
+    assert jobs.get("reconstruct_half") == 4 and jobs.get("reconstruct_combine") == 1, jobs
+    assert "reconstruct" not in jobs, jobs
     assert "train" not in jobs, jobs
     results = work / "results" / "tiny"
     for name in FINAL["reconstruct"]:
