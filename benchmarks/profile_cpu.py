@@ -93,10 +93,10 @@ def instrument(timer: PartTimer) -> None:
 
 
 def table(parts: dict[str, float], total: float) -> list[dict]:
-    kept = {k: v for k, v in parts.items() if v > 0.005}
+    kept = dict(parts)  # every timed part is listed, even at 0.00 s
     rows = [{"part": k, "s": round(v, 2), "percent": round(100 * v / total, 1)}
             for k, v in sorted(kept.items(), key=lambda kv: -kv[1])]
-    other = total - sum(kept.values())  # the parts too small to list count here, so rows add up
+    other = total - sum(kept.values())
     rows.append({"part": "other (Python, bookkeeping)", "s": round(other, 2),
                  "percent": round(100 * other / total, 1)})
     return rows

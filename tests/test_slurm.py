@@ -42,8 +42,8 @@ pytestmark = [pytest.mark.slurm, pytest.mark.workflow]
 PACKAGES = ["slurmctld", "slurmd", "slurm-client", "munge"]
 DAEMONS = {"munged": "munge", "slurmctld": "slurmctld", "slurmd": "slurmd"}
 CLIENTS = ("sbatch", "srun", "squeue", "sinfo", "scontrol", "scancel")
-REMOTE_RULES = {"simulate", "prep", "mesh", "train", "generate", "reconstruct", "evaluate",
-                "select", "state_maps", "localres", "evaluate_reconstruction"}
+REMOTE_RULES = {"simulate", "prep", "mesh", "train", "explore", "generate", "reconstruct",
+                "evaluate", "select", "state_maps", "localres", "evaluate_reconstruction"}
 GPU_RULES = {"train", "generate", "reconstruct", "state_maps", "localres"}
 PARTITION = "flexcore"
 # The node is declared larger than this machine (slurmd accepts it with config_overrides)
