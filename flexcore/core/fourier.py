@@ -109,10 +109,16 @@ def shift_phase_2d(shifts_px: torch.Tensor, size: int, device=None) -> torch.Ten
 
     Multiplying a spectrum by this moves the image content by ``+s`` pixels.
     """
-    ky, kx = rfft_freqs_2d(size, device=device, dtype=torch.float32)
+    # separable: exp(-2πi (kx sx + ky sy)) = exp(-2πi kx sx) · exp(-2πi ky sy), so only
+    # D + D//2 + 1 complex exponentials per image are evaluated
+    kx = torch.fft.rfftfreq(size, device=device, dtype=torch.float32)
+    ky = torch.fft.fftfreq(size, device=device, dtype=torch.float32)
     s = shifts_px.to(device=device, dtype=torch.float32)
-    phase = -2.0 * math.pi * (s[:, 0, None, None] * kx + s[:, 1, None, None] * ky)
-    return torch.polar(torch.ones_like(phase), phase)
+    px = -2.0 * math.pi * s[:, 0, None] * kx  # (B, D//2+1)
+    py = -2.0 * math.pi * s[:, 1, None] * ky  # (B, D)
+    ex = torch.polar(torch.ones_like(px), px)
+    ey = torch.polar(torch.ones_like(py), py)
+    return ey[:, :, None] * ex[:, None, :]
 
 
 def lowpass_volume(volume: torch.Tensor, resolution_A: float, pixel_size_A: float,

@@ -14,9 +14,16 @@ the voxel is the origin. These are the conventions of ``torch_fourier_slice``'s
 ``insert_central_slices_rfft_3d_multichannel`` (version 0.6), computed here with one flat
 ``index_add_`` per sum and batch instead of per-channel ``index_put_`` calls on 4-D index
 tensors.
+
+On the CPU the native kernel (``ops/csrc/gridding_cpu.cpp``, built with the CPU splat
+kernels) does the same insertion in one pass over the slice points; the ``index_add_`` code
+below is its reference and runs where the kernel is unavailable, on other devices, or with
+``FLEXCORE_OPS_BACKEND=reference``.
 """
 
 from __future__ import annotations
+
+import os
 
 import torch
 
@@ -28,9 +35,11 @@ class CentralSliceInserter:
     ----------
     size : ``P``, the real-space edge of the 3-D grid and of the 2-D slices.
     device : device of the sums it will add into.
+    native : use the native CPU kernel (``None``: when the device is the CPU, the kernel is
+        built and ``FLEXCORE_OPS_BACKEND`` is not ``reference``).
     """
 
-    def __init__(self, size: int, device="cpu"):
+    def __init__(self, size: int, device="cpu", native: bool | None = None):
         if size % 2:
             raise ValueError(f"central-slice gridding needs an even box, got {size}")
         p = int(size)
@@ -49,6 +58,14 @@ class CentralSliceInserter:
                                      for dx in (0, 1)], device=self.device, dtype=torch.int32)  # z-major
         self._dz = torch.tensor([0, 0, 1, 1], device=self.device, dtype=torch.int32)  # dx = 0
         self._dy = torch.tensor([0, 1, 0, 1], device=self.device, dtype=torch.int32)  # corners
+        self._native = None
+        if native is None:
+            native = (self.device.type == "cpu"
+                      and os.environ.get("FLEXCORE_OPS_BACKEND", "").lower() != "reference")
+        if native:
+            from .ops.cpu import load_extension
+
+            self._native = load_extension()
 
     def insert(self, sums: torch.Tensor, values: torch.Tensor, weights: torch.Tensor,
                matrices: torch.Tensor, chunk: int = 32) -> None:
@@ -67,8 +84,15 @@ class CentralSliceInserter:
         if sums.dtype != torch.float32 or not sums.is_contiguous() or sums.numel() != 3 * self.n_voxels:
             raise ValueError(f"sums must be contiguous float32 (3, {self.size}, {self.size}, "
                              f"{self.nx}), got {tuple(sums.shape)} {sums.dtype}")
-        flat = sums.view(3, -1)
         m = matrices.to(self.device, torch.float32)
+        if self._native is not None:
+            b = values.shape[0]
+            shape = (b, self.size, self.nx)
+            self._native.insert_slices(
+                sums, torch.view_as_real(values.to(torch.complex64).reshape(shape)).contiguous(),
+                weights.to(torch.float32).reshape(shape).contiguous(), m.contiguous())
+            return
+        flat = sums.view(3, -1)
         for s in range(0, values.shape[0], chunk):
             self._insert(flat, values[s:s + chunk], weights[s:s + chunk], m[s:s + chunk])
 

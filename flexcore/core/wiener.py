@@ -1,7 +1,7 @@
 """Rigid reconstruction by Wiener-filtered Fourier insertion (consensus maps).
 
-Each image is shifted into register (``+origin``), zero-padded, Fourier transformed,
-multiplied by its CTF and inserted as a central slice (trilinear gridding,
+Each image is zero-padded, Fourier transformed, shifted into register (``+origin``, a phase
+ramp on the padded transform), multiplied by its CTF and inserted as a central slice (trilinear gridding,
 :class:`~flexcore.core.gridding.CentralSliceInserter`) next to its squared CTF. The map is
 ``V̂ = Σ CTF·Î / (Σ CTF² + 1/τ(k))`` where ``τ(k)`` is the spectral signal-to-noise ratio
 estimated from the half-map FSC (``SSNR = 2·FSC / (1 − FSC)`` for the full set), as RELION
@@ -16,7 +16,7 @@ import torch.nn.functional as F
 
 from .ctf import calculate_ctf_2d
 from .errors import ConfigError
-from .fourier import rfft_radius_3d, shift_images
+from .fourier import rfft_radius_3d, shift_phase_2d
 from .fsc import fsc_curve
 from .gridding import CentralSliceInserter
 from .half_sets import assign_half_sets, image_groups
@@ -75,10 +75,12 @@ class FourierAccumulator:
         """
         dev = self.device
         images = images.to(dev, torch.float32)
-        aligned = shift_images(images, shifts_A.to(dev) / self.pixel_size_A)
         p = (self.padded - self.box) // 2
-        padded = F.pad(aligned, [p, p, p, p])
+        padded = F.pad(images, [p, p, p, p])
+        # the shift into register is a phase ramp on the padded transform: content moves
+        # into the padding instead of wrapping round the particle box
         ft = torch.fft.rfft2(torch.fft.ifftshift(padded, dim=(-2, -1)))
+        ft = ft * shift_phase_2d(shifts_A.to(dev) / self.pixel_size_A, self.padded, device=dev)
         ctf = calculate_ctf_2d(pixel_size_A=self.pixel_size_A, image_size=self.padded,
                                **{k: (v.to(dev) if torch.is_tensor(v) else v) for k, v in ctf_params.items()})
         ft = torch.fft.fftshift(ft, dim=-2)

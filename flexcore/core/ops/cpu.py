@@ -38,7 +38,7 @@ __all__ = ["SplatProjectCPUFunction", "build_directory", "load_extension", "spla
 log = get_logger("flexcore.ops.cpu")
 
 CSRC = Path(__file__).resolve().with_name("csrc")
-SOURCES = ("splat_cpu.cpp", "bindings_cpu.cpp")
+SOURCES = ("splat_cpu.cpp", "gridding_cpu.cpp", "bindings_cpu.cpp")
 NAME = "flexcore_splat_cpu"
 
 _EXTENSION = None

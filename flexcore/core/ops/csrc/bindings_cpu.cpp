@@ -11,6 +11,7 @@
 #include <optional>
 #include <vector>
 
+#include "gridding_cpu.h"
 #include "splat_cpu.h"
 
 namespace {
@@ -279,6 +280,9 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
         py::arg("grad_out"), py::arg("density"), py::arg("coords"), py::arg("vertex_index"),
         py::arg("barycentric"), py::arg("displacements"), py::arg("rotations"),
         py::arg("image_size"), py::arg("need_grad_density"), py::arg("need_grad_displacements"));
+  m.def("insert_slices", &flexcore::cpu::insert_slices,
+        "Trilinear central-slice insertion into sums (3, P, P, P/2+1), in place",
+        py::arg("sums"), py::arg("values"), py::arg("weights"), py::arg("matrices"));
   m.def("isa", [] { return std::string(flexcore::cpu::isa()); },
         "Instruction set the kernels run with: avx2 or baseline");
   m.def("group_size", [] { return kGroup; }, "Images per group (one vector lane each)");
