@@ -1,5 +1,5 @@
-"""The CPU speed scripts (benchmarks/bench_wiener.py, bench_latent_search.py, profile_cpu.py)
-run at a tiny size on the CPU and write what they measure (timings are never asserted)."""
+"""The CPU speed scripts (benchmarks/bench_wiener.py, bench_latent_search.py, profile_cpu.py,
+bench_cpu.py) run at a tiny size on the CPU and write what they measure (timings are never asserted)."""
 
 from __future__ import annotations
 
@@ -52,3 +52,24 @@ def test_cpu_profile(tmp_path):
         assert abs(sum(parts.values()) - record["seconds"]) <= 0.01 * len(parts) + 0.06
     assert set(r["reconstruct"]["passes_particles_per_s"]) == {"gradient", "curvature"}
     assert "reconstruct (1 iterations" in done.stdout
+
+
+def test_bench_cpu_one_run(tmp_path):
+    """bench_cpu.py times every part in one run; without cryoDRGN that part says why."""
+    out = tmp_path / "cpu.json"
+    done = run("bench_cpu.py", "--box", 24, "--pixel-size", 5, "--particles", 32, "--epochs", 4,
+               "--batch-size", 16, "--recon-iterations", 1, "--op-size", 16, "--op-batch", 4,
+               "--op-repeat", 1, "--threads", 1, "--cryodrgn", tmp_path / "no-cryodrgn",
+               "--workdir", tmp_path / "work", "--out", out)
+    r = json.loads(out.read_text())
+    assert r["operator"]["reference"]["images_per_s"] > 0
+    assert [e["kind"] for e in r["training"]["epochs"]] == [
+        "start (no inference)", "grid", "grid", "no grid"]
+    assert all(e["box"] == 24 and e["particles_per_s"] > 0 for e in r["training"]["epochs"])
+    rc = r["reconstruction"]
+    assert rc["wiener_s_per_10k"] > 0 and rc["gradient_particles_per_s"] > 0
+    assert sum(rc["half_counts"]) == 32
+    assert "not found" in r["cryodrgn"]["skipped"]
+    assert "| cryoDRGN train_vae | skipped |" in done.stdout
+    again = run("bench_cpu.py", "--summary", out)
+    assert "Wiener start" in again.stdout and again.stdout.strip() in done.stdout

@@ -31,6 +31,7 @@ COVERED = {
     "bench_wiener.py": "tests/test_bench_cpu_scripts.py",
     "bench_latent_search.py": "tests/test_bench_cpu_scripts.py",
     "profile_cpu.py": "tests/test_bench_cpu_scripts.py",
+    "bench_cpu.py": "tests/test_bench_cpu_scripts.py",
     "run_gpu_ops.sh": "test_run_gpu_ops_script_is_sound_on_the_cpu",
     "sass_loop_count.py": "test_sass_loop_count_on_a_synthetic_listing",
 }
