@@ -58,7 +58,7 @@ def machine(threads: int) -> dict:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    return {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
             "host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "threads": threads,
             "torch": torch.__version__, "python": platform.python_version(),
             "load_average_start": load, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
@@ -119,9 +119,7 @@ def bench_training(work: Path, epochs: int, batch: int) -> dict:
         rows.append({"epoch": h["epoch"], "kind": kind, "box": h["box"],
                      "seconds": round(h["seconds"], 2),
                      "particles_per_s": round(h["particles_per_s"], 1)})
-    mesh = json.loads((work / "mesh" / "mesh.json").read_text()) if (work / "mesh" / "mesh.json").exists() else {}
-    return {"epochs": rows, "wall_s": round(wall, 1), "batch": batch,
-            "mask_voxels": mesh.get("n_mask_voxels")}
+    return {"epochs": rows, "wall_s": round(wall, 1), "batch": batch}
 
 
 def bench_reconstruction(work: Path, iterations: int, batch: int) -> dict:
