@@ -1,7 +1,10 @@
-"""Shared pytest fixtures: the real-format samples beside the checkout, seeded RNGs."""
+"""Shared pytest fixtures: the real-format samples beside the checkout, seeded RNGs; the
+``slow`` marker (long cases, skipped unless ``--run-slow`` or ``FLEXCORE_RUN_SLOW=1``: CI runs
+their small versions)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,3 +32,18 @@ def rng() -> np.random.Generator:
 def _seed_torch():
     torch.manual_seed(0)
     torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--run-slow", action="store_true", default=False,
+                     help="also run the cases marked slow (their small versions always run)")
+
+
+def pytest_collection_modifyitems(config, items):
+    if config.getoption("--run-slow") or os.environ.get("FLEXCORE_RUN_SLOW") == "1":
+        return
+    skip = pytest.mark.skip(reason="slow case: run with --run-slow (or FLEXCORE_RUN_SLOW=1); "
+                                   "its small version runs always")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)

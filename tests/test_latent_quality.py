@@ -200,7 +200,6 @@ def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     assert "per_state" not in result
 
 
-@pytest.mark.slow
 def test_benchmark_tiny_mode_with_reconstruction(tmp_path):
     out = tmp_path / "lq.json"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
