@@ -34,7 +34,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import re
 import shutil
 import subprocess
@@ -43,30 +42,21 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmark scripts
 
 
-def machine(threads: int) -> dict:
-    import torch
+def machine() -> dict:
+    """``bench_reconstruct.machine()`` (CPU, cores, torch threads, versions, load average)
+    with the date and this command line."""
+    import bench_reconstruct
 
-    cpu = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     return {"date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-            "host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "threads": threads,
-            "torch": torch.__version__, "python": platform.python_version(),
-            "load_average_start": load, "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
+            **bench_reconstruct.machine(),
+            "command": " ".join([Path(sys.argv[0]).name] + sys.argv[1:])}
 
 
 def bench_operator(size: int, batch: int, repeat: int) -> dict:
     """Images per second, forward + backward with both gradients, reference vs native."""
-    sys.path.insert(0, str(HERE))
     import bench_ops
 
     from flexcore.core.ops.cpu import load_extension
@@ -123,6 +113,8 @@ def bench_training(work: Path, epochs: int, batch: int) -> dict:
 
 
 def bench_reconstruction(work: Path, iterations: int, batch: int) -> dict:
+    import profile_cpu
+
     from flexcore.stages.reconstruct.step import run_reconstruct
 
     t0 = time.perf_counter()
@@ -135,13 +127,9 @@ def bench_reconstruction(work: Path, iterations: int, batch: int) -> dict:
     starts = [rec["timings"].get(f"start_half_{h}_s") for h in "AB"]
     if None not in starts:  # each half's start map reads and inserts its own particles
         out["wiener_s_per_10k"] = round(1e4 * sum(starts) / max(sum(counts), 1), 2)
-    for kind in ("gradient", "curvature"):
-        seconds = particles = 0.0
-        for solve, r in rec["passes"].items():
-            c = counts[0] if solve.endswith("_A") else counts[1]
-            seconds += r[kind]["seconds"]
-            particles += r[kind]["count"] * c
-        out[f"{kind}_particles_per_s"] = round(particles / max(seconds, 1e-9), 1)
+    rates = profile_cpu.pass_rates(rec)
+    out["gradient_particles_per_s"] = rates["gradient"]
+    out["curvature_particles_per_s"] = rates["curvature"]
     return out
 
 
@@ -192,8 +180,8 @@ def bench_cryodrgn(cryodrgn: str | None, work: Path, star: Path, n: int, epochs:
 
 def summary(res: dict) -> str:
     m = res["machine"]
-    lines = [f"{m['date']}, {m['cpu']} ({m['cores']} cores), {m['threads']} threads, torch "
-             f"{m['torch']}, load average at start {m['load_average_start']}", "",
+    lines = [f"{m['date']}, {m['cpu']} ({m['cpu_count']} cores), {m['torch_threads']} threads, "
+             f"torch {m['torch']}, load average at start {m['load_average_1min']}", "",
              "| part | measure | value |", "|---|---|---|"]
     op = res["operator"]
     lines.append(f"| operator D = {op['size']}, M = {op['mask_voxels']} | reference, images/s "
@@ -250,7 +238,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench_cpu_"))
-    res = {"machine": machine(args.threads), "box": args.box, "particles": args.particles,
+    res = {"machine": machine(), "box": args.box, "particles": args.particles,
            "pixel_size_A": args.pixel_size}
     res["operator"] = bench_operator(args.op_size, args.op_batch, args.op_repeat)
     res["data"] = simulate_and_prepare(work, args.particles, args.box, args.pixel_size)
