@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from flexcore.core.checkpoint import load_checkpoint
 from flexcore.core.deform import VolumeDeformer
 from flexcore.core.fourier import band_limit_resample_3d, fourier_crop
 from flexcore.core.ground_truth import read_truth
@@ -84,6 +85,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--workdir", default="benchmarks/out/latent_quality")
+    ap.add_argument("--tag", default="",
+                    help="name of this training run: trains into train_TAG/ and writes "
+                         "latent_quality_TAG.json beside the shared data (a factor study)")
     ap.add_argument("--out", default=None, help="JSON path (default: in the work folder)")
     args = ap.parse_args(argv)
     if args.tiny:
@@ -94,8 +98,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+DATA_KEYS = ("n", "box", "pixel_size", "snr", "max_angle", "train_box", "seed")
+
+
 def prepare_data(args, work: Path) -> dict:
-    """Simulate, prep and mesh (reused when the mesh of the same settings exists)."""
+    """Simulate, prep and mesh; reused when ``data.json`` says the same settings made them
+    (the simulation is seeded, so a rebuild would give the same files)."""
+    stamp = work / "data.json"
+    settings = {k: getattr(args, k) for k in DATA_KEYS}
+    if stamp.is_file() and (work / "mesh" / "mesh.npz").is_file():
+        done = json.loads(stamp.read_text())
+        if done.get("settings") == settings:
+            print(f"reusing the simulated, prepared and meshed data in {work}")
+            return done["summary"]
     sim = run_simulate(work / "sim", n_particles=args.n, box=args.box,
                        pixel_size_A=args.pixel_size, snr=args.snr, n_motions=1,
                        max_angle_deg=args.max_angle, seed=args.seed, device=args.device)
@@ -106,7 +121,9 @@ def prepare_data(args, work: Path) -> dict:
     write_map(work / "mask_train.mrc", small, psize * args.box / args.train_box)
     run_mesh(work / "prep" / "consensus.mrc", work / "mesh", mask=work / "mask_train.mrc",
              n_cells=min(20, args.train_box // 2))
-    return sim.summary
+    summary = json.loads(json.dumps(sim.summary, default=float))
+    write_text_atomic(stamp, json.dumps({"settings": settings, "summary": summary}, indent=2))
+    return summary
 
 
 def prepared_truth(work: Path) -> np.ndarray:
@@ -134,24 +151,52 @@ def epoch_metrics(checkpoint: Path, t: np.ndarray, true_maps: np.ndarray,
     amp = amplitude_recovery(deformer.frame, z, t, truth_small, true_coords, mask)
     states = state_recovery(deformer.frame, z, t, truth_small, true_coords, mask)
     return {"epoch": model.epoch, "spearman_best": rho, "spearman": per_dim, "knn_r2": r2,
-            "amplitude": amp, "states": states}
+            "amplitude": amp, "states": states, **motion_diagnostics(model, checkpoint)}
+
+
+def motion_diagnostics(model, checkpoint: Path) -> dict:
+    """What the model holds after an epoch: the latents' SD per dimension, the largest vertex
+    displacement (Å) at the latents' 1st and 99th percentile along each dimension, and the
+    epoch's validation NLL gain per particle of the flow over the rigid model."""
+    z = model.latents
+    points = []
+    for d in range(z.shape[1]):
+        for q in (1, 99):
+            p = np.median(z, axis=0)
+            p[d] = np.percentile(z[:, d], q)
+            points.append(p)
+    disp = model.displacements(np.stack(points)).norm(dim=-1).amax(dim=-1)
+    history = load_checkpoint(checkpoint).get("history") or [{}]
+    rec = history[-1]
+    gain = (rec["val_nll_rigid"] - rec["val_nll_flow"]) if "val_nll_flow" in rec else None
+    return {"latent_sd": z.std(axis=0).tolist(),
+            "max_displacement_A": float(disp.max()) * model.pixel_size_A,
+            "val_gain_per_particle": gain,
+            "train_nll": rec.get("train_nll"), "val_nll_flow": rec.get("val_nll_flow")}
 
 
 def bayes_limit(work: Path, n_images: int, n_grid: int, seed: int) -> dict:
+    """The Bayes limit's scores (kept in ``bayes_N_G.json``: the data do not change)."""
+    cache = work / f"bayes_{n_images}_{n_grid}_seed{seed}.json"
+    if cache.is_file():
+        return json.loads(cache.read_text())
     post = bayes_posterior(work / "sim", n_images=n_images, n_grid=n_grid)
     rho, _ = best_spearman(post["posterior_mean"], post["truth"])
-    return {"n_images": len(post["truth"]), "grid": n_grid, "noise_sigma": post["noise_sigma"],
+    result = {"n_images": len(post["truth"]), "grid": n_grid, "noise_sigma": post["noise_sigma"],
             "spearman": rho, "knn_r2": knn_r2(post["posterior_mean"], post["truth"], seed=seed),
             "mean_posterior_sd": float(post["posterior_sd"].mean()),
             "rmse_posterior_mean": float(np.sqrt(np.mean((post["posterior_mean"]
                                                            - post["truth"]) ** 2)))}
+    write_text_atomic(cache, json.dumps(result, indent=2) + "\n")
+    return result
 
 
 def per_state_maps(args, work: Path, checkpoint: Path) -> dict:
     """Flexible reconstruction deformed to each true state vs the rigid one, against the truth."""
-    run_reconstruct(checkpoint, work / "prep", work / "recon", iterations=args.recon_iterations,
+    recon = work / f"recon{suffix(args)}"
+    run_reconstruct(checkpoint, work / "prep", recon, iterations=args.recon_iterations,
                     device=args.device)
-    rec = evaluate_reconstruction(work / "sim", work / "prep", checkpoint, work / "recon")
+    rec = evaluate_reconstruction(work / "sim", work / "prep", checkpoint, recon)
     return {"states": [{k: r[k] for k in ("coordinate", "n_particles", "fsc_moving_flex",
                                           "fsc_moving_rigid")} for r in rec["maps"]],
             "mean_fsc_moving_flex": rec["mean_fsc_moving_flex"],
@@ -184,7 +229,8 @@ def plot(result: dict, path: Path) -> None:
 
 def table(result: dict) -> str:
     b = result["bayes"]
-    lines = ["epoch  |rho|   kNN R2  percentiles 1-99 match t  fraction  states match t",
+    lines = ["epoch  |rho|   kNN R2  percentiles 1-99 match t  fraction  states match t"
+             "             latent SD   max disp (Å)  val gain",
              f"Bayes  {b['spearman']:.3f}  {b['knn_r2']:6.3f}  (posterior mean of {b['n_images']}"
              " images)"]
     for e in result["epochs"]:
@@ -193,13 +239,21 @@ def table(result: dict) -> str:
                      f"[{a['matched_range'][0]:+.2f}, {a['matched_range'][1]:+.2f}]"
                      f"{'':14s}{a['fraction']:.2f}      [{min(s['matched']):+.2f}, "
                      f"{max(s['matched']):+.2f}] of [{s['centres'][0]:+.2f}, "
-                     f"{s['centres'][-1]:+.2f}]")
+                     f"{s['centres'][-1]:+.2f}]  "
+                     f"{' '.join(f'{v:.2f}' for v in e.get('latent_sd', []))}  "
+                     f"{e.get('max_displacement_A', float('nan')):6.2f}  "
+                     f"{e.get('val_gain_per_particle') or float('nan'):8.2f}")
     if result.get("per_state"):
         p = result["per_state"]
         lines.append(f"per-state maps vs truth (mean FSC, moving domain): flex "
                      f"{p['mean_fsc_moving_flex']:.3f}, rigid {p['mean_fsc_moving_rigid']:.3f}; "
                      f"flex better at {p['flex_better_moving']}/{p['n_states']} states")
     return "\n".join(lines)
+
+
+def suffix(args) -> str:
+    """``_TAG`` for a tagged run's folders and files, nothing otherwise."""
+    return f"_{args.tag}" if args.tag else ""
 
 
 def git_commit() -> str | None:
@@ -216,7 +270,8 @@ def main(argv=None) -> dict:
     cfg = {"latent_dim": args.latent_dim, "rigidity_lambda": args.rigidity,
            "epochs": args.epochs, "device": args.device, "seed": args.seed, "log_every": 1000,
            **json.loads(args.train_config)}
-    run_train(work / "prep", work / "mesh" / "mesh.npz", work / "train", cfg,
+    train = work / f"train{suffix(args)}"
+    run_train(work / "prep", work / "mesh" / "mesh.npz", train, cfg,
               on_existing="restart")  # a benchmark always trains from scratch
     t_pipeline = time.time() - t0
     t = prepared_truth(work)
@@ -224,7 +279,7 @@ def main(argv=None) -> dict:
     true_coords = np.linspace(-1.0, 1.0, args.n_true_maps)
     true_maps = render_true_maps(fm, true_coords[:, None])
     moving, _ = read_map(work / "sim" / "moving_mask.mrc")
-    checkpoints = sorted((work / "train" / "checkpoints").glob("checkpoint_epoch*.pt"))
+    checkpoints = sorted((train / "checkpoints").glob("checkpoint_epoch*.pt"))
     epochs = [epoch_metrics(ck, t, true_maps, true_coords, moving, args.seed)
               for ck in checkpoints]
     result = {
@@ -239,7 +294,7 @@ def main(argv=None) -> dict:
     if args.reconstruct:
         result["per_state"] = per_state_maps(args, work, checkpoints[-1])
     result["total_s"] = round(time.time() - t0, 1)
-    out = Path(args.out) if args.out else work / "latent_quality.json"
+    out = Path(args.out) if args.out else work / f"latent_quality{suffix(args)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     plot(result, out.with_suffix(".png"))

@@ -28,6 +28,7 @@ COVERED = {
     "bench_reconstruct.py": "test_bench_reconstruct_quick_mode",
     "bench_distributed.py": "tests/test_bench_distributed.py",
     "bench_latent_quality.py": "tests/test_latent_quality.py",
+    "latent_quality_study.py": "tests/test_latent_quality.py",
     "bench_wiener.py": "tests/test_bench_cpu_scripts.py",
     "bench_latent_search.py": "tests/test_bench_cpu_scripts.py",
     "profile_cpu.py": "tests/test_bench_cpu_scripts.py",

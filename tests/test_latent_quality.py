@@ -198,6 +198,34 @@ def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     assert set(amp["matched"]) <= set(np.round(np.linspace(-1, 1, 9), 6))
     assert len(epoch["states"]["matched"]) == len(epoch["states"]["centres"]) >= 2
     assert "per_state" not in result
+    assert len(epoch["latent_sd"]) == 2 and min(epoch["latent_sd"]) > 0
+    assert epoch["max_displacement_A"] >= 0 and epoch["val_gain_per_particle"] is not None
+    # a tagged run (one factor of a study) reuses the data and the limit, trains beside it
+    work = tmp_path / "work" / "box32_n96"
+    sim_time = (work / "sim" / "particles.star").stat().st_mtime_ns
+    again = _benchmark().main(["--n", "96", "--box", "32", "--pixel-size", "3.2",
+                               "--train-box", "16", "--epochs", "1", "--bayes-n", "12",
+                               "--n-true-maps", "9", "--workdir", str(tmp_path / "work"),
+                               "--tag", "lowcentering",
+                               "--train-config", '{"centering_lambda": 2.0}'])
+    assert (work / "sim" / "particles.star").stat().st_mtime_ns == sim_time
+    assert again["bayes"] == result["bayes"]
+    assert again["train_config"]["centering_lambda"] == 2.0
+    assert (work / "train_lowcentering" / "checkpoints" / "checkpoint_epoch001.pt").is_file()
+    assert (work / "latent_quality_lowcentering.json").is_file()
+    # the study's table: one row per run, the changed option named, ratios to the limit
+    spec = importlib.util.spec_from_file_location(
+        "latent_quality_study", ROOT / "benchmarks" / "latent_quality_study.py")
+    study = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(study)
+    (work / "latent_quality.json").write_text(json.dumps(result))  # the untagged baseline
+    rows = study.main([str(work), "--out", str(tmp_path / "study")])
+    assert [r["tag"] for r in rows] == ["lowcentering", "baseline"]
+    assert rows[0]["changed"] == "centering_lambda=2.0" and rows[1]["changed"] == "—"
+    assert rows[1]["spearman_ratio"] == pytest.approx(
+        result["epochs"][-1]["spearman_best"] / result["bayes"]["spearman"])
+    assert "| lowcentering | centering_lambda=2.0 |" in (tmp_path / "study.md").read_text()
+    assert (tmp_path / "study.png").stat().st_size > 0
 
 
 def test_benchmark_tiny_mode_with_reconstruction(tmp_path):
