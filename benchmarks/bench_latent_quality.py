@@ -1,7 +1,8 @@
 """Latent quality against the truth and against the Bayes limit, per training epoch.
 
 simulate (one hinged domain, large motion, low SNR, random poses, CTF) → prep → mesh → train
-(the workflow's defaults: K = 2, rigidity λ 2.0, training box 32, 4 epochs) → optionally
+(the workflow's defaults, K = 2, training box 32, 4 epochs; ``--rigidity`` and
+``--train-config`` change any training option) → optionally
 reconstruct; then, from every epoch's checkpoint:
 
 * best |Spearman ρ| of a latent dimension with the true coordinate t, and the kNN R² of t
@@ -42,6 +43,7 @@ from flexcore.core.fourier import band_limit_resample_3d, fourier_crop
 from flexcore.core.ground_truth import read_truth
 from flexcore.core.io import read_map, write_map
 from flexcore.core.latent_metrics import amplitude_recovery, best_spearman, knn_r2, state_recovery
+from flexcore.core.train_config import TrainConfig
 from flexcore.core.trained import load_trained_model
 from flexcore.core.utils.atomic import write_text_atomic
 from flexcore.core.utils.figures import new_figure, save_png
@@ -69,7 +71,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="hinge angle at t = ±1 (25°: 15.2 Å RMSD of the moving domain)")
     ap.add_argument("--train-box", type=int, default=32)
     ap.add_argument("--latent-dim", type=int, default=2)
-    ap.add_argument("--rigidity", type=float, default=2.0)
+    ap.add_argument("--rigidity", type=float, default=None,
+                    help="rigidity_lambda (default: the training default)")
     ap.add_argument("--epochs", type=int, default=4)
     ap.add_argument("--train-config", default="{}",
                     help="JSON of further training options (TrainConfig keys)")
@@ -267,7 +270,8 @@ def main(argv=None) -> dict:
     work = Path(args.workdir) / ("tiny" if args.tiny else f"box{args.box}_n{args.n}")
     t0, commit = time.time(), git_commit()  # the code that runs, not what is checked out later
     summary = prepare_data(args, work)
-    cfg = {"latent_dim": args.latent_dim, "rigidity_lambda": args.rigidity,
+    cfg = {"latent_dim": args.latent_dim,
+           **({"rigidity_lambda": args.rigidity} if args.rigidity is not None else {}),
            "epochs": args.epochs, "device": args.device, "seed": args.seed, "log_every": 1000,
            **json.loads(args.train_config)}
     train = work / f"train{suffix(args)}"
@@ -287,7 +291,7 @@ def main(argv=None) -> dict:
         "commit": commit, "device": args.device, "torch": torch.__version__,
         "settings": {k: v for k, v in vars(args).items() if k not in ("workdir", "out")},
         "moving_domain_rmsd_A": summary["moving_domain_rmsd_A"][0],
-        "train_config": cfg, "pipeline_s": round(t_pipeline, 1),
+        "train_config": TrainConfig.from_dict(cfg).to_dict(), "pipeline_s": round(t_pipeline, 1),
         "bayes": bayes_limit(work, args.bayes_n, args.bayes_grid, args.seed),
         "epochs": epochs,
     }

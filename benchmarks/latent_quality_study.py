@@ -28,12 +28,13 @@ TARGETS = {"spearman": 0.95, "knn_r2": 0.9, "end_error": 0.10}
 
 def load_runs(folder: Path) -> dict[str, dict]:
     """``tag → result`` for every ``latent_quality*.json`` in ``folder`` (untagged:
-    ``baseline``), in the order they were run."""
-    runs = {}
-    paths = sorted(folder.glob("latent_quality*.json"), key=lambda p: p.stat().st_mtime)
-    for path in paths:
+    ``baseline``), the baseline first, then in the order they were run."""
+    found = []
+    for path in folder.glob("latent_quality*.json"):
         result = json.loads(path.read_text())
-        runs[result.get("settings", {}).get("tag") or BASE_TAG] = result
+        tag = result.get("settings", {}).get("tag") or BASE_TAG
+        found.append((tag != BASE_TAG, result.get("date", ""), tag, result))
+    runs = {tag: result for _, _, tag, result in sorted(found, key=lambda f: f[:3])}
     if not runs:
         raise SystemExit(f"{folder}: no latent_quality*.json (run bench_latent_quality.py first)")
     return runs
@@ -124,6 +125,8 @@ def main(argv=None) -> list[dict]:
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("folder", help="the data folder of bench_latent_quality.py (box*_n*)")
+    ap.add_argument("--plot-runs", default=None,
+                    help="comma-separated tags to draw in the figure (default: every run)")
     ap.add_argument("--out", default=None,
                     help="path stem of the .md table and .png figure (default: folder/study)")
     args = ap.parse_args(argv)
@@ -134,7 +137,14 @@ def main(argv=None) -> list[dict]:
     stem.parent.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, next(iter(runs.values()))["bayes"])
     stem.with_suffix(".md").write_text(text)
-    plot(runs, stem.with_suffix(".png"))
+    shown = runs
+    if args.plot_runs:
+        tags = [t.strip() for t in args.plot_runs.split(",")]
+        unknown = [t for t in tags if t not in runs]
+        if unknown:
+            raise SystemExit(f"--plot-runs: no run tagged {', '.join(unknown)} in {folder}")
+        shown = {t: runs[t] for t in tags}
+    plot(shown, stem.with_suffix(".png"))
     print(text)
     print(f"wrote {stem.with_suffix('.md')} and {stem.with_suffix('.png')}")
     return rows

@@ -98,7 +98,7 @@ def test_resume_with_another_mesh_names_the_difference(run, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert rc == 1 and len(err.splitlines()) == 1
     assert "cannot resume" in err and "the mesh differs (SHA-256)" in err
-    assert "train.rigidity_lambda is 2.0 there, 4.0 now" in err and "size mismatch" not in err
+    assert "train.rigidity_lambda is 0.5 there, 4.0 now" in err and "size mismatch" not in err
 
 
 def test_a_different_run_starts_afresh_without_stale_epoch_files(run, tmp_path, capsys, caplog):

@@ -23,6 +23,7 @@ from flexcore.core.latent_metrics import (
     match_coordinates,
     state_recovery,
 )
+from flexcore.core.train_config import TrainConfig
 from flexcore.stages.simulate import run_simulate
 from flexcore.stages.simulate.phantom import domain_rmsd_A, make_phantom
 from flexcore.stages.simulate.truth import bayes_posterior, load_forward_model, render_clean
@@ -206,13 +207,14 @@ def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     again = _benchmark().main(["--n", "96", "--box", "32", "--pixel-size", "3.2",
                                "--train-box", "16", "--epochs", "1", "--bayes-n", "12",
                                "--n-true-maps", "9", "--workdir", str(tmp_path / "work"),
-                               "--tag", "lowcentering",
-                               "--train-config", '{"centering_lambda": 2.0}'])
+                               "--tag", "strongcentering",
+                               "--train-config", '{"centering_lambda": 5.0}'])
     assert (work / "sim" / "particles.star").stat().st_mtime_ns == sim_time
     assert again["bayes"] == result["bayes"]
-    assert again["train_config"]["centering_lambda"] == 2.0
-    assert (work / "train_lowcentering" / "checkpoints" / "checkpoint_epoch001.pt").is_file()
-    assert (work / "latent_quality_lowcentering.json").is_file()
+    assert again["train_config"]["centering_lambda"] == 5.0
+    assert again["train_config"]["noise_sigma"] == TrainConfig().noise_sigma  # complete
+    assert (work / "train_strongcentering" / "checkpoints" / "checkpoint_epoch001.pt").is_file()
+    assert (work / "latent_quality_strongcentering.json").is_file()
     # the study's table: one row per run, the changed option named, ratios to the limit
     spec = importlib.util.spec_from_file_location(
         "latent_quality_study", ROOT / "benchmarks" / "latent_quality_study.py")
@@ -220,11 +222,11 @@ def test_benchmark_runs_end_to_end_at_a_minimal_size(tmp_path):
     spec.loader.exec_module(study)
     (work / "latent_quality.json").write_text(json.dumps(result))  # the untagged baseline
     rows = study.main([str(work), "--out", str(tmp_path / "study")])
-    assert [r["tag"] for r in rows] == ["lowcentering", "baseline"]
-    assert rows[0]["changed"] == "centering_lambda=2.0" and rows[1]["changed"] == "—"
-    assert rows[1]["spearman_ratio"] == pytest.approx(
+    assert [r["tag"] for r in rows] == ["baseline", "strongcentering"]
+    assert rows[1]["changed"] == "centering_lambda=5.0" and rows[0]["changed"] == "—"
+    assert rows[0]["spearman_ratio"] == pytest.approx(
         result["epochs"][-1]["spearman_best"] / result["bayes"]["spearman"])
-    assert "| lowcentering | centering_lambda=2.0 |" in (tmp_path / "study.md").read_text()
+    assert "| strongcentering | centering_lambda=5.0 |" in (tmp_path / "study.md").read_text()
     assert (tmp_path / "study.png").stat().st_size > 0
 
 

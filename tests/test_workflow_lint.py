@@ -84,7 +84,7 @@ def test_sweep_dry_run_plans_one_training_per_point(tmp_path):
     assert jobs["sweep_train"] == 3 and jobs["sweep_reconstruct"] == 3
     assert jobs["sweep_evaluate"] == 3 and jobs["sweep_summary"] == 1
     assert "sweep_mesh" not in jobs  # only training parameters swept: one shared mesh
-    for value in ("0.5", "2.0", "8.0"):
+    for value in ("0.2", "0.5", "2.0"):
         point = f"results/demo/sweep/rigidity/rigidity_lambda~{value}"
         assert f"{point}/train/train.json" in result.stdout
 

@@ -3,7 +3,7 @@
 Example::
 
     flexcore train results/prep results/mesh/mesh.npz results/train \\
-        --set latent_dim=2 --set epochs=16 --set rigidity_lambda=2.0
+        --set latent_dim=2 --set epochs=16 --set rigidity_lambda=0.5
 
 Parameters are the fields of ``flexcore.core.train_config.TrainConfig`` (CryoSPARC's defaults), given
 with ``--set key=value`` or in a YAML file (``--config``).

@@ -9,7 +9,11 @@ from .errors import ConfigError
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run. Defaults follow CryoSPARC's ``flex_train``.
+    """Everything that defines a training run. Defaults follow CryoSPARC's ``flex_train``
+    except the three priors' strengths (``rigidity_lambda``, ``noise_sigma``,
+    ``centering_lambda``): our negative log-likelihood is in natural units, so CryoSPARC's
+    values do not carry over; ours were calibrated against the Bayes limit of a simulated
+    data set (docs/analysis.md, "How close to the limit").
 
     Units: learning rates per Adam step; ``rigidity_lambda`` multiplies the per-image
     rigidity penalty against the per-image negative log-likelihood; resolutions as
@@ -26,9 +30,9 @@ class TrainConfig:
     lr_flow_end: float = 0.0005
     lr_density_start: float = 0.01
     lr_density_end: float = 0.002
-    rigidity_lambda: float = 2.0
-    noise_sigma: float = 0.15
-    centering_lambda: float = 20.0
+    rigidity_lambda: float = 0.5  # CryoSPARC: 2.0
+    noise_sigma: float = 0.0  # CryoSPARC: 0.15
+    centering_lambda: float = 2.0  # CryoSPARC: 20
     centering_power: float = 4.0
     latent_limit: float = 1.5
     init_latents: str = "gradient-pca"
