@@ -114,6 +114,8 @@ def prepare_data(args, work: Path) -> dict:
         if done.get("settings") == settings:
             print(f"reusing the simulated, prepared and meshed data in {work}")
             return done["summary"]
+    for stale in work.glob("bayes_*.json"):  # limits of other data
+        stale.unlink()
     sim = run_simulate(work / "sim", n_particles=args.n, box=args.box,
                        pixel_size_A=args.pixel_size, snr=args.snr, n_motions=1,
                        max_angle_deg=args.max_angle, seed=args.seed, device=args.device)
@@ -179,17 +181,18 @@ def motion_diagnostics(model, checkpoint: Path) -> dict:
 
 
 def bayes_limit(work: Path, n_images: int, n_grid: int, seed: int) -> dict:
-    """The Bayes limit's scores (kept in ``bayes_N_G.json``: the data do not change)."""
+    """The Bayes limit's scores, cached in the work folder (``bayes_N_G_seedS.json``) for the
+    data it holds; :func:`prepare_data` removes the cache when it rebuilds the data."""
     cache = work / f"bayes_{n_images}_{n_grid}_seed{seed}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
     post = bayes_posterior(work / "sim", n_images=n_images, n_grid=n_grid)
     rho, _ = best_spearman(post["posterior_mean"], post["truth"])
     result = {"n_images": len(post["truth"]), "grid": n_grid, "noise_sigma": post["noise_sigma"],
-            "spearman": rho, "knn_r2": knn_r2(post["posterior_mean"], post["truth"], seed=seed),
-            "mean_posterior_sd": float(post["posterior_sd"].mean()),
-            "rmse_posterior_mean": float(np.sqrt(np.mean((post["posterior_mean"]
-                                                           - post["truth"]) ** 2)))}
+              "spearman": rho, "knn_r2": knn_r2(post["posterior_mean"], post["truth"], seed=seed),
+              "mean_posterior_sd": float(post["posterior_sd"].mean()),
+              "rmse_posterior_mean": float(np.sqrt(np.mean((post["posterior_mean"]
+                                                             - post["truth"]) ** 2)))}
     write_text_atomic(cache, json.dumps(result, indent=2) + "\n")
     return result
 
