@@ -66,6 +66,20 @@ def _log_backend(name: str, device) -> None:
         log.info("convection+projection backend: %s on %s", name, device)
 
 
+def _check_rows(displacements, displacement_rows, batch: int):
+    """``displacement_rows``: integer ``(B,)`` indices into ``displacements``' rows."""
+    if displacements is None:
+        raise ValueError("displacement_rows needs displacements")
+    r = displacement_rows
+    if r.ndim != 1 or r.shape[0] != batch or r.dtype not in (torch.int32, torch.int64):
+        raise ValueError(f"displacement_rows must be integer (B,) with B = {batch}, got "
+                         f"{tuple(r.shape)} {r.dtype}")
+    if r.device != displacements.device:
+        raise ValueError("displacement_rows must be on the displacements' device")
+    if batch and (int(r.min()) < 0 or int(r.max()) >= displacements.shape[0]):
+        raise ValueError(f"displacement_rows must lie in [0, {displacements.shape[0]})")
+
+
 def _check(density, geometry, displacements, rotations, image_size):
     if not isinstance(geometry, VoxelGeometry):
         raise TypeError(f"geometry must be a VoxelGeometry, got {type(geometry).__name__}")
@@ -103,15 +117,34 @@ def splat_project(
     displacements: torch.Tensor | None,
     rotations: torch.Tensor,
     image_size: int,
+    displacement_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Push + splat projection of mask-voxel densities under per-image vertex displacements.
 
     See :func:`~flexcore.core.ops.reference.splat_project_reference` for the arguments and the
     conventions; the result is ``(B, D, D)``, differentiable w.r.t. ``density`` and
-    ``displacements``.
+    ``displacements``. With ``displacement_rows`` (integer ``(B,)``), image ``b`` moves by
+    ``displacements[displacement_rows[b]]`` (a table of ``R`` rows shared by many images,
+    e.g. latent-grid candidates): without gradients the CPU kernel reads the table in place;
+    otherwise the rows are gathered first.
     """
-    _check(density, geometry, displacements, rotations, image_size)
     backend = backend_for(density.device)
+    if displacement_rows is not None:
+        _check_rows(displacements, displacement_rows, rotations.shape[0])
+        grads = torch.is_grad_enabled() and any(
+            t.requires_grad for t in (density, displacements, geometry.coords,
+                                      geometry.barycentric, rotations))
+        if backend == "cpu" and not grads and _native_cpu_takes(density, geometry,
+                                                                displacements, rotations):
+            _check(density, geometry, displacements[:1].expand(rotations.shape[0], -1, -1),
+                   rotations, image_size)
+            _log_backend(backend, density.device)
+            from .cpu import splat_project_cpu_rows
+
+            return splat_project_cpu_rows(density, geometry, displacements, displacement_rows,
+                                          rotations, int(image_size))
+        displacements = displacements[displacement_rows.long()]
+    _check(density, geometry, displacements, rotations, image_size)
     if backend == "cpu" and not _native_cpu_takes(density, geometry, displacements, rotations):
         backend = "reference"
     _log_backend(backend, density.device)

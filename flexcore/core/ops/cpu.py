@@ -215,6 +215,21 @@ def splat_project_cpu(
                                          int(image_size))
 
 
+@torch.no_grad()
+def splat_project_cpu_rows(density, geometry, displacements, displacement_rows, rotations,
+                           image_size: int) -> torch.Tensor:
+    """Forward only (no gradients): image ``b`` moves by
+    ``displacements[displacement_rows[b]]``, read from the ``(R, Nv, 3)`` table in place
+    (validated by :func:`flexcore.core.ops.splat_project`)."""
+    f32 = dict(dtype=torch.float32)
+    return _require_extension().forward(
+        density.detach().to(**f32).contiguous(), geometry.coords.detach().to(**f32).contiguous(),
+        geometry.vertex_index.to(torch.int32).contiguous(),
+        geometry.barycentric.detach().to(**f32).contiguous(),
+        displacements.detach().to(**f32).contiguous(), rotations.detach().to(**f32).contiguous(),
+        int(image_size), displacement_rows.to(torch.int64).contiguous())
+
+
 def main(argv=None) -> int:
     """``python -m flexcore.core.ops.cpu --build``: build (or find) the extension, say where."""
     ap = argparse.ArgumentParser(prog="python -m flexcore.core.ops.cpu",

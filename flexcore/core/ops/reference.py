@@ -51,6 +51,7 @@ def splat_project_reference(
     rotations: torch.Tensor,
     image_size: int,
     chunk: int = 64,
+    displacement_rows: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Move each voxel by its interpolated displacement, rotate it into the particle frame
     and add its density to the image with bilinear weights.
@@ -65,12 +66,17 @@ def splat_project_reference(
     image_size : ``D``; a point at particle-frame ``(px, py)`` lands at pixel
         ``(px + D//2, py + D//2)`` of the ``[y, x]`` image.
     chunk : images processed together (bounds memory; does not change the result).
+    displacement_rows : optional integer ``(B,)``: image ``b`` moves by
+        ``displacements[displacement_rows[b]]`` (``displacements`` is then a table of any
+        number of rows).
 
     Returns
     -------
     ``(B, D, D)`` projected images. Mass is conserved for points landing inside the image;
     points outside contribute nothing (and get zero gradient).
     """
+    if displacement_rows is not None:
+        displacements = displacements[displacement_rows.long()]
     outs = []
     for s in range(0, rotations.shape[0], chunk):
         rot = rotations[s:s + chunk]

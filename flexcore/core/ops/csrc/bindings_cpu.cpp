@@ -30,7 +30,8 @@ void check_tensor(const at::Tensor& t, const char* name, at::ScalarType dtype) {
 
 Problem make_problem(const at::Tensor& density, const at::Tensor& coords, const at::Tensor& vidx,
                      const at::Tensor& bary, const std::optional<at::Tensor>& displacements,
-                     const at::Tensor& rotations, int64_t image_size) {
+                     const at::Tensor& rotations, int64_t image_size,
+                     const std::optional<at::Tensor>& displacement_rows = std::nullopt) {
   check_tensor(density, "density", at::kFloat);
   check_tensor(coords, "coords", at::kFloat);
   check_tensor(vidx, "vertex_index", at::kInt);
@@ -61,9 +62,25 @@ Problem make_problem(const at::Tensor& density, const at::Tensor& coords, const 
   if (displacements.has_value()) {
     const at::Tensor& d = *displacements;
     check_tensor(d, "displacements", at::kFloat);
-    TORCH_CHECK(d.dim() == 3 && d.size(0) == p.batch && d.size(2) == 3 && d.size(1) >= 1,
-                "flexcore splat (cpu): displacements must be (", p.batch, ", Nv >= 1, 3), got ",
-                d.sizes());
+    if (displacement_rows.has_value()) {
+      const at::Tensor& r = *displacement_rows;
+      check_tensor(r, "displacement_rows", at::kLong);
+      TORCH_CHECK(r.dim() == 1 && r.size(0) == p.batch, "flexcore splat (cpu): "
+                  "displacement_rows must be (", p.batch, "), got ", r.sizes());
+      TORCH_CHECK(d.dim() == 3 && d.size(0) >= 1 && d.size(2) == 3 && d.size(1) >= 1,
+                  "flexcore splat (cpu): displacements must be (rows >= 1, Nv >= 1, 3), got ",
+                  d.sizes());
+      p.disp_row = r.data_ptr<int64_t>();
+      if (p.batch > 0) {
+        const auto [lo, hi] = std::minmax_element(p.disp_row, p.disp_row + p.batch);
+        TORCH_CHECK(*lo >= 0 && *hi < d.size(0), "flexcore splat (cpu): displacement_rows "
+                    "must lie in [0, ", d.size(0), "), got [", *lo, ", ", *hi, "]");
+      }
+    } else {
+      TORCH_CHECK(d.dim() == 3 && d.size(0) == p.batch && d.size(2) == 3 && d.size(1) >= 1,
+                  "flexcore splat (cpu): displacements must be (", p.batch, ", Nv >= 1, 3), "
+                  "got ", d.sizes());
+    }
     p.disp = d.data_ptr<float>();
     p.n_vertices = d.size(1);
     if (m > 0) {  // the kernels index displacements with these: check them once per call
@@ -157,9 +174,10 @@ void cells_from_images(const float* images, int d, int64_t valid, float* cells) 
 
 at::Tensor forward(const at::Tensor& density, const at::Tensor& coords, const at::Tensor& vidx,
                    const at::Tensor& bary, const std::optional<at::Tensor>& displacements,
-                   const at::Tensor& rotations, int64_t image_size) {
-  const Problem p =
-      make_problem(density, coords, vidx, bary, displacements, rotations, image_size);
+                   const at::Tensor& rotations, int64_t image_size,
+                   const std::optional<at::Tensor>& displacement_rows) {
+  const Problem p = make_problem(density, coords, vidx, bary, displacements, rotations,
+                                 image_size, displacement_rows);
   const int d = p.image_size;
   const auto opts = density.options();
   if (p.batch == 0 || p.m == 0) return at::zeros({p.batch, d, d}, opts);
@@ -274,7 +292,7 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.doc() = "flexcore push + splat projection, CPU kernels (see flexcore/core/ops/design.md)";
   m.def("forward", &forward, "Splat projection (B, D, D)", py::arg("density"), py::arg("coords"),
         py::arg("vertex_index"), py::arg("barycentric"), py::arg("displacements"),
-        py::arg("rotations"), py::arg("image_size"));
+        py::arg("rotations"), py::arg("image_size"), py::arg("displacement_rows") = py::none());
   m.def("backward", &backward,
         "Gradients [grad_density (M,) or (0,), grad_displacements (B, Nv, 3) or (0, Nv, 3)]",
         py::arg("grad_out"), py::arg("density"), py::arg("coords"), py::arg("vertex_index"),

@@ -38,7 +38,8 @@ struct Problem {
   const float* density = nullptr;    // (M)
   int64_t m = 0;
   const float* rot = nullptr;        // (batch, 3, 3) RELION matrices A, row-major
-  const float* disp = nullptr;       // (batch, n_vertices, 3) or null (rigid)
+  const float* disp = nullptr;       // (rows, n_vertices, 3) or null (rigid)
+  const int64_t* disp_row = nullptr; // (batch): image b moves by disp[disp_row[b]]; null: b
   int64_t batch = 0;
   int64_t n_vertices = 0;
   int image_size = 0;                // D

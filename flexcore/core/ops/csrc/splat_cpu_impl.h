@@ -115,13 +115,15 @@ inline Group make_group(const Problem& p, int64_t b0) {
   return a;
 }
 
-// proj[v][0][g] = A_g[0] . disp[b0 + g, v], proj[v][1][g] = A_g[1] . disp[b0 + g, v].
+// proj[v][0][g] = A_g[0] . disp[r, v], proj[v][1][g] = A_g[1] . disp[r, v], with r the
+// displacement row of image b0 + g (disp_row[b0 + g], or b0 + g itself).
 inline void project_vertices(const Problem& p, int64_t b0, const Group& a,
                              float* __restrict proj) {
   const int64_t nv = p.n_vertices;
   for (int g = 0; g < G; ++g) {
     const int64_t b = b0 + g < p.batch ? b0 + g : b0;
-    const float* __restrict d = p.disp + b * nv * 3;
+    const int64_t row = p.disp_row != nullptr ? p.disp_row[b] : b;
+    const float* __restrict d = p.disp + row * nv * 3;
     const float a0 = a.r[0][g], a1 = a.r[1][g], a2 = a.r[2][g];
     const float a3 = a.r[3][g], a4 = a.r[4][g], a5 = a.r[5][g];
     for (int64_t v = 0; v < nv; ++v) {
