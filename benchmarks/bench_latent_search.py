@@ -8,6 +8,9 @@ values) at the last epoch's working box, and times, in one process and alternati
 * the full ``9²`` grid + ``n_candidates`` random perturbations + the current latent (the
   search before the coarse-to-fine grid);
 * the coarse-to-fine grid (:meth:`LatentInference.grid_search`);
+* the coarse-to-fine grid at the schedule's starting resolution on its smaller box, its best
+  then decided against the current latent and the random perturbations at the epoch's
+  resolution (``grid_low_res``, the default; :meth:`LatentInference.grid_search_low_res`);
 * no grid (the non-grid epochs' search).
 
 Example::
@@ -63,6 +66,9 @@ def main(argv=None) -> int:
     inference = LatentInference(tr.flow, r, cfg.centering_lambda, cfg.centering_power,
                                 cfg.latent_limit)
     z0, extent = tr.latents[idx], 0.8 * cfg.latent_limit
+    grid = tr.grid_plan(plan)
+    if grid is None:  # the epoch's band is the start's: the low-res search is the plain one
+        grid = {"k_max": plan["k_max"], "box": plan["box"]}
     tr.flow.requires_grad_(False)
     searches = {
         "full grid": lambda g: inference.search(z0, latent_grid(2, cfg.grid_points, extent),
@@ -71,6 +77,9 @@ def main(argv=None) -> int:
         "coarse to fine": lambda g: inference.grid_search(z0, cfg.grid_points, extent,
                                                           cfg.n_candidates, cfg.candidate_sigma,
                                                           *batch, generator=g),
+        "low-res grid": lambda g: inference.grid_search_low_res(
+            z0, cfg.grid_points, extent, cfg.n_candidates, cfg.candidate_sigma, batch,
+            *tr.coarse_search(grid, idx, images), generator=g),
         "no grid": lambda g: inference.search(z0, None, cfg.n_candidates, cfg.candidate_sigma,
                                               *batch, generator=g),
     }
@@ -80,12 +89,14 @@ def main(argv=None) -> int:
             t0 = time.perf_counter()
             search(torch.Generator().manual_seed(0))
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - t0)
-    report = {"box": r.box, "mask_voxels": r.n_voxels, "particles": args.particles,
+    report = {"box": r.box, "mask_voxels": r.n_voxels, "grid_box": grid["box"],
+              "grid_mask_voxels": tr.renderer(grid["box"]).n_voxels, "particles": args.particles,
               "grid_points": cfg.grid_points, "n_candidates": cfg.n_candidates,
               "torch_threads": torch.get_num_threads(),
               "seconds": {k: round(v, 3) for k, v in best.items()},
               "particles_per_s": {k: round(args.particles / v, 1) for k, v in best.items()}}
-    print(f"box {r.box}, {r.n_voxels} mask voxels, {args.particles} particles, best of "
+    print(f"box {r.box}, {r.n_voxels} mask voxels (low-res grid: box {grid['box']}, "
+          f"{tr.renderer(grid['box']).n_voxels}), {args.particles} particles, best of "
           f"{args.repeats} (candidate search only):")
     for name, v in best.items():
         print(f"  {name:<15} {v:7.2f} s  {args.particles / v:8.1f} particles/s")

@@ -35,8 +35,9 @@ def test_latent_search_benchmark(tmp_path):
     run("bench_latent_search.py", "--box", 24, "--particles", 16, "--repeats", 1,
         "--workdir", tmp_path / "work", "--out", out)
     r = json.loads(out.read_text())
-    assert set(r["seconds"]) == {"full grid", "coarse to fine", "no grid"}
+    assert set(r["seconds"]) == {"full grid", "coarse to fine", "low-res grid", "no grid"}
     assert r["mask_voxels"] > 0 and r["particles"] == 16
+    assert r["grid_box"] <= r["box"] and 0 < r["grid_mask_voxels"] <= r["mask_voxels"]
 
 
 def test_cpu_profile(tmp_path):

@@ -5,7 +5,8 @@ fewer evaluations than the full grid."""
 import pytest
 import torch
 
-from flexcore.stages.train.latents import LatentInference, coarse_grid_points, latent_grid, local_grid
+from flexcore.stages.train.latents import (LatentInference, coarse_grid_points, latent_grid, local_grid,
+                                           unique_latents)
 
 
 class CountingBowl(LatentInference):
@@ -17,9 +18,10 @@ class CountingBowl(LatentInference):
         self.targets = targets
         self.evaluated = 0
 
-    def energy(self, z, canonical, observed, rotations, ctf, shifts, band, noise_var):
+    def energies(self, z, particle, canonical, observed, rotations, ctf, shifts, band, noise_var,
+                 chunk=256):
         self.evaluated += len(z)
-        return ((z - self.targets[observed]) ** 2).sum(dim=1)  # ``observed``: particle index
+        return ((z - self.targets[observed[particle]]) ** 2).sum(dim=1)  # ``observed``: index
 
 
 def run(inference, z0, points, extent):
@@ -59,3 +61,43 @@ def test_local_grid_is_the_neighbours_clamped():
     assert pts.shape == (1, 8, 2)
     assert float(pts.max()) == pytest.approx(1.5)
     assert not (pts == torch.tensor([1.4, 0.0])).all(dim=-1).any()
+
+
+@pytest.mark.parametrize("k", [1, 2, 3])
+def test_unique_latents_rebuild_every_row(k):
+    g = torch.Generator().manual_seed(k)
+    grid = latent_grid(min(k, 2), 5, 1.2) if k <= 2 else torch.randn(6, k, generator=g)
+    own = torch.randn(40, k, generator=g)
+    z = torch.cat([own, grid.repeat(7, 1), own[:5]])  # shared grid points and repeated rows
+    unique, inverse = unique_latents(z)
+    assert torch.equal(unique[inverse], z)
+    if k <= 2:
+        assert len(unique) == 40 + len(grid)  # one row per distinct latent
+    else:
+        assert len(unique) == len(z)
+    distinct = torch.randn(30, k, generator=g)
+    unique, inverse = unique_latents(distinct)  # no repeats: the rows in their order
+    assert torch.equal(unique, distinct) and torch.equal(inverse, torch.arange(30))
+
+
+def test_grid_at_low_resolution_is_decided_at_the_epochs_resolution():
+    """The low-band search returns its grid's best; the result is the best at this band of
+    the current latent, the perturbations and that point, with n_random + 2 evaluations."""
+    g = torch.Generator().manual_seed(3)
+    extent, points = 1.2, 9
+    sharp = (torch.rand(32, 2, generator=g) * 2 - 1) * extent
+    blurred = sharp + 0.05 * torch.randn(32, 2, generator=g)  # the low band sees nearly the same
+    fine, coarse = CountingBowl(sharp), CountingBowl(blurred)
+    idx = torch.arange(32)
+    data = (None, idx, idx, idx, idx, None, 1.0)
+    z0 = torch.full((32, 2), 1.4)
+    z, e = fine.grid_search_low_res(z0, points, extent, 4, 0.3, data, coarse, data,
+                                    generator=torch.Generator().manual_seed(0))
+    assert coarse.evaluated == 32 * (1 + 5**2 + 1 + 8)
+    assert fine.evaluated == 32 * (1 + 4 + 1)
+    z_grid, _ = CountingBowl(blurred).grid_search(z0, points, extent, 0, 0.3, *data)
+    assert torch.all(e <= ((z_grid - sharp) ** 2).sum(1) + 1e-6)
+    assert torch.all(e <= ((z0 - sharp) ** 2).sum(1) + 1e-6)
+    assert torch.allclose(e, ((z - sharp) ** 2).sum(1))
+    grid_spacing = 2 * extent / (points - 1)
+    assert float((z - sharp).norm(dim=1).max()) < grid_spacing  # the grid's nearest point, or better

@@ -262,3 +262,36 @@ def test_unbuildable_extension_falls_back_with_one_warning(monkeypatch):
     with pytest.raises(RuntimeError, match="FLEXCORE_OPS_BACKEND=cpu"):
         backend_for(torch.device("cpu"))
 
+
+
+def test_shared_displacement_rows_match_the_reference(ext):
+    """Images reading their displacements from a shared table (``displacement_rows``, the
+    latent search's grid candidates) equal the float64 reference on the gathered rows; with
+    gradients wanted the dispatcher gathers and the autograd kernel runs."""
+    d, b, m, rows = 40, 21, 8_000, 5
+    density, coords, vidx, bary, table, _ = random_problem(d, rows, m, 120, seed=31, device="cpu")
+    rot = torch.as_tensor(random_rotations(b, 32), dtype=torch.float32)
+    index = torch.randint(0, rows, (b,), generator=torch.Generator().manual_seed(33))
+    density = away_from_pixel_lines(density, coords, vidx, bary, table[index], rot, d)
+    geometry = VoxelGeometry(coords, vidx, bary)
+    ref = splat_project_reference(density.double(), geometry.to(dtype=torch.float64),
+                                  table.double(), rot.double(), d, displacement_rows=index)
+    assert torch.equal(ref, splat_project_reference(
+        density.double(), geometry.to(dtype=torch.float64), table.double()[index], rot.double(), d))
+    with torch.no_grad():
+        ours = splat_project(density, geometry, table, rot, d, displacement_rows=index)
+    assert rel_err(ours, ref) < TOL
+    gathered = splat_project_cpu(density, geometry, table[index], rot, d)
+    torch.testing.assert_close(ours, gathered, rtol=0, atol=0)  # the same kernel path
+    # with gradients: the rows are gathered and the table gets the summed gradient
+    live = table.clone().requires_grad_()
+    img = splat_project(density, geometry, live, rot, d, displacement_rows=index)
+    img.sum().backward()
+    table64 = table.double().requires_grad_()
+    splat_project_reference(density.double(), geometry.to(dtype=torch.float64), table64,
+                            rot.double(), d, displacement_rows=index).sum().backward()
+    assert rel_err(live.grad, table64.grad) < TOL
+    for bad, message in [(index[:-1], "must be integer"), (index.float(), "must be integer"),
+                         (index + rows, r"must lie in \[0, 5\)")]:
+        with pytest.raises(ValueError, match=message):
+            splat_project(density, geometry, table, rot, d, displacement_rows=bad)

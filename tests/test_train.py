@@ -209,3 +209,53 @@ def test_z_pkl_and_per_conformation_fsc_auc(hinge, tmp_path):
     assert record["mean_fsc_auc"] > scores["shuffled"]["mean_fsc_auc"] + 0.01, \
         (record["mean_fsc_auc"], scores["shuffled"]["mean_fsc_auc"])
     assert 0.0 < record["mean_fsc_auc"] < 0.5
+
+
+def test_grid_searched_at_low_resolution_finds_what_the_full_band_finds(hinge, tmp_path):
+    """From latents all at 0, on the trained hinge model at its full 48 px box: the grid
+    searched at the schedule's starting band on a 24 px box, its best then decided at the full
+    band against the current latent and the random candidates (``grid_low_res``), recovers the
+    true coordinate as well as the grid searched at the full band."""
+    from scipy.stats import spearmanr
+
+    from flexcore.core.checkpoint import load_checkpoint
+    from flexcore.core.mesh import TetMesh
+    from flexcore.core.train_config import TrainConfig
+    from flexcore.stages.train.data import TrainingData
+    from flexcore.stages.train.latents import LatentInference
+    from flexcore.stages.train.trainer import Trainer
+
+    sim, prep, mesh, train = hinge
+    state = load_checkpoint(train / "checkpoints" / "checkpoint_last.pt")
+    cfg = TrainConfig.from_dict({**state["config"], "multires": False, "device": "cpu"})
+    data = TrainingData.load(prep)
+    trainer = Trainer(data, TetMesh.load(mesh), cfg, tmp_path, resuming=True)
+    trainer.load_state_dict(state)
+    plan = trainer.epoch_plan(cfg.epochs - 1)
+    r = trainer.renderer(plan["box"])
+    band, noise_var = r.model.band(plan["k_max"] / r.scale), r.noise_var(trainer.noise_var)
+    inference = LatentInference(trainer.flow, r, cfg.centering_lambda, cfg.centering_power,
+                                cfg.latent_limit)
+    idx = np.arange(384)
+    truth = np.asarray(data.table.raw["flexTrueCoord1"], dtype=float)[idx]
+    found, boxes = {}, {}
+    trainer.flow.requires_grad_(False)
+    for low in (False, True):
+        trainer.cfg.grid_low_res = low
+        grid = trainer.grid_plan(plan)
+        boxes[low] = None if grid is None else grid["box"]
+        z = []
+        for s in range(0, len(idx), 64):
+            i = idx[s:s + 64]
+            images, rot, shifts, ctf = data.batch(i, "cpu", r.box)
+            with torch.no_grad():
+                canon = r.canonical(trainer.volume, plan["k_max"])
+            z.append(trainer._infer(inference, i, torch.zeros(len(i), 1), canon,
+                                    r.observed(images), rot, ctf, shifts, band, noise_var, True,
+                                    torch.Generator().manual_seed(s),
+                                    coarse=trainer.coarse_search(grid, i, images)))
+        found[low] = torch.cat(z)[:, 0].numpy()
+    assert plan["box"] == 48 and boxes == {False: None, True: 24}
+    rho = {low: abs(spearmanr(found[low], truth)[0]) for low in found}
+    assert rho[True] >= 0.85 and rho[True] >= rho[False] - 0.02, rho
+    assert np.median(np.abs(found[True] - found[False])) < 0.1

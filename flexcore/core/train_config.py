@@ -44,6 +44,7 @@ class TrainConfig:
     n_candidates: int = 8
     candidate_sigma: float = 0.3
     grid_points: int = 9
+    grid_low_res: bool = True
     latent_steps: int = 2
     latent_lr: float = 0.1
     validation_fraction: float = 0.05

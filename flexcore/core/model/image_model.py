@@ -60,6 +60,12 @@ class ImageFormation:
         f = torch.fft.rfft2(projections)
         return f * (self.correction * ctf) * shift_phase_2d(-shifts_px, self.box, self.device)
 
+    def filters(self, ctf: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
+        """Per-image factors ``correction · CTF · shift phase`` ``(B, D, D//2+1)``: what
+        :meth:`spectra` multiplies the projection's FFT by, for reuse across the latent
+        candidates of one particle."""
+        return (self.correction * ctf) * shift_phase_2d(-shifts_px, self.box, self.device)
+
     def observed(self, images: torch.Tensor) -> torch.Tensor:
         """Spectra of observed images ``(B, D, D//2+1)``."""
         return torch.fft.rfft2(images.to(torch.float32))

@@ -3,8 +3,8 @@
 For each particle the MAP objective is ``E(z) = NLL(image | V, f_θ(z)) + λ_c Σ|z_k|^p``.
 When a particle is visited: evaluate the current latent, ``n_candidates`` random
 perturbations (and, when asked, a grid over the latent box for K ≤ 2, searched coarse to
-fine), keep the best, then take ``steps`` Adam steps on ``z``; latents stay inside
-``±limit``.
+fine, and optionally at a lower band limit on a smaller box), keep the best, then take
+``steps`` Adam steps on ``z``; latents stay inside ``±limit``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,25 @@ def local_grid(center: torch.Tensor, spacing: float, limit: float) -> torch.Tens
     return (center.unsqueeze(1) + steps.unsqueeze(0)).clamp(-limit, limit)
 
 
+def unique_latents(z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The distinct rows of ``z (N, K)`` and, per row, the index of its distinct row
+    (``unique[inverse] == z``). Rows are compared bit for bit; for K ≤ 2 through one
+    64-bit key per row (``torch.unique(dim=0)`` is slow on the CPU), otherwise every row is
+    taken as distinct (only a K ≤ 2 grid repeats latents)."""
+    n, k = z.shape
+    every = (z, torch.arange(n, device=z.device))
+    if k > 2 or n == 0:
+        return every
+    bits = z.contiguous().view(torch.int32).to(torch.int64)
+    key = bits[:, 0] if k == 1 else (bits[:, 0] << 32) | (bits[:, 1] & 0xFFFFFFFF)
+    keys, inverse = torch.unique(key, return_inverse=True)
+    if len(keys) == n:  # nothing repeats: keep the order
+        return every
+    first = torch.empty(len(keys), dtype=torch.long, device=z.device)
+    first.scatter_(0, inverse, torch.arange(n, device=z.device))
+    return z[first], inverse
+
+
 class LatentInference:
     """Evaluates and refines latents for batches of particles against a frozen model."""
 
@@ -62,6 +81,32 @@ class LatentInference:
         return nll + self.lam * centering_penalty(z, self.power)
 
     @torch.no_grad()
+    def energies(self, z, particle, canonical, observed, rotations, ctf, shifts, band, noise_var,
+                 chunk=256):
+        """``E`` of many latents ``z (N, K)``, latent ``i`` for particle ``particle[i]`` of the
+        batch, ``(N,)``, ``chunk`` projections at a time. A latent shared by several
+        particles (a grid point) gets one flow evaluation, and each particle's CTF, splat
+        correction and shift phase are formed once for all its candidates: only the
+        projections are made per latent, reading a shared latent's displacements from one
+        table (:func:`flexcore.core.ops.splat_project`'s ``displacement_rows``)."""
+        unique, inverse = unique_latents(z)
+        repeats = len(unique) < len(z)
+        disp = torch.cat([self._displacements(unique[s:s + chunk])
+                          for s in range(0, len(unique), chunk)])
+        filters = self.renderer.model.filters(ctf, shifts)
+        nll = []
+        for s in range(0, len(z), chunk):
+            p = particle[s:s + chunk]
+            if repeats:  # every image reads its row of the shared table
+                spec = self.renderer.filtered_spectra(canonical, disp, rotations[p], filters[p],
+                                                      rows=inverse[s:s + chunk])
+            else:
+                spec = self.renderer.filtered_spectra(canonical, disp[s:s + chunk], rotations[p],
+                                                      filters[p])
+            nll.append(self.renderer.model.nll(spec, observed[p], band, noise_var))
+        return torch.cat(nll) + self.lam * centering_penalty(z, self.power)
+
+    @torch.no_grad()
     def search(self, z0, candidates_extra, n_random, sigma, canonical, observed, rotations, ctf,
                shifts, band, noise_var, generator=None, chunk=256):
         """Best of {current, random perturbations, extra candidates} per particle: the
@@ -81,13 +126,9 @@ class LatentInference:
         cand = torch.cat(cands, dim=1)  # (B, C, K)
         c = cand.shape[1]
         flat = cand.reshape(b * c, k)
-        energies = []
-        for s in range(0, b * c, chunk):
-            sl = slice(s, s + chunk)
-            img_idx = torch.arange(s, min(s + chunk, b * c), device=z0.device) // c
-            energies.append(self.energy(flat[sl], canonical, observed[img_idx], rotations[img_idx],
-                                        ctf[img_idx], shifts[img_idx], band, noise_var))
-        e = torch.cat(energies).view(b, c)
+        particle = torch.arange(b * c, device=z0.device) // c
+        e = self.energies(flat, particle, canonical, observed, rotations, ctf, shifts, band,
+                          noise_var, chunk).view(b, c)
         best = e.argmin(dim=1)
         return cand[torch.arange(b), best], e[torch.arange(b), best]
 
@@ -111,6 +152,23 @@ class LatentInference:
         z2, e2 = self.search(z, fine, 0, sigma, *data)
         better = e2 < e  # the search keeps z itself, so this only guards float ties
         return torch.where(better.unsqueeze(1), z2, z), torch.minimum(e, e2)
+
+    @torch.no_grad()
+    def grid_search_low_res(self, z0, points, extent, n_random, sigma, data, coarse, coarse_data,
+                            generator=None):
+        """The grid searched at a lower band limit, then decided at this one.
+
+        ``coarse`` is a :class:`LatentInference` on a smaller renderer and ``coarse_data`` its
+        ``(canonical, observed, rotations, ctf, shifts, band, noise_var)``: it searches the
+        ``points^K`` grid coarse to fine (:meth:`grid_search`, with the current latents). Here
+        the grid's best then competes with the current latents and ``n_random`` perturbations
+        at this band limit (``data``), so a particle costs ``n_random + 2`` evaluations at this
+        box, as a visit without the grid costs ``n_random + 1``, plus the grid's at the small
+        box. As in pose search, the global search runs where the energy is cheap and smooth and
+        the final choice where it is sharp. Returns the latents ``(B, K)`` and energies ``(B,)``
+        at this band limit."""
+        z_grid, _ = coarse.grid_search(z0, points, extent, 0, sigma, *coarse_data)
+        return self.search(z0, z_grid.unsqueeze(1), n_random, sigma, *data, generator=generator)
 
     def refine(self, z, steps, lr, canonical, observed, rotations, ctf, shifts, band, noise_var,
                start_energy=None):

@@ -57,13 +57,17 @@ class Renderer:
         return self.geometry.gather(canonical) * self.soft / self.scale
 
     def project(self, canonical: torch.Tensor, displacements: torch.Tensor | None,
-                rotations: torch.Tensor) -> torch.Tensor:
-        """Projections ``(B, box, box)``; ``displacements`` in training-box voxels."""
+                rotations: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Projections ``(B, box, box)``; ``displacements`` in training-box voxels, per image
+        or, with ``rows (B,)``, a table image ``b`` reads row ``rows[b]`` of."""
         disp = None if displacements is None else displacements * self.scale
         if self.convection == "pull":
+            if rows is not None:
+                disp = disp[rows]
             return pull_project_reference(canonical * self.soft_volume(), self.geometry, disp,
                                           rotations, self.box) / self.scale
-        return splat_project(self.densities(canonical), self.geometry, disp, rotations, self.box)
+        return splat_project(self.densities(canonical), self.geometry, disp, rotations, self.box,
+                             displacement_rows=rows)
 
     def soft_volume(self) -> torch.Tensor:
         return self.geometry.scatter(self.soft)
@@ -72,6 +76,12 @@ class Renderer:
         """Model spectra ``(B, box, box//2+1)`` (CTF and shifts at this box)."""
         proj = self.project(canonical, displacements, rotations)
         return self.model.spectra(proj, ctf, shifts_px)
+
+    def filtered_spectra(self, canonical, displacements, rotations, filters,
+                         rows=None) -> torch.Tensor:
+        """:meth:`spectra` with the per-image factors precomputed
+        (:meth:`ImageFormation.filters`); ``rows`` as in :meth:`project`."""
+        return torch.fft.rfft2(self.project(canonical, displacements, rotations, rows)) * filters
 
     def observed(self, images: torch.Tensor) -> torch.Tensor:
         """Spectra of training-box images cropped to this box ``(B, box, box//2+1)``."""

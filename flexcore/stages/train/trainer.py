@@ -171,11 +171,47 @@ class Trainer:
                                            cfg.epochs),
                 "resolution_A": self.data.pixel_size_A / k_max}
 
+    def _searches_grid(self, use_grid: bool) -> bool:
+        cfg = self.cfg
+        return use_grid and not cfg.freeze_latents and cfg.latent_dim <= 2 and cfg.grid_points > 1
+
+    def grid_plan(self, plan: dict) -> dict | None:
+        """Where the latent grid is searched when ``grid_low_res`` is on: the band limit of
+        the schedule's first epoch and the smallest box covering it, when that is below the
+        epoch's ``plan``; None (search it at the epoch's band limit) otherwise."""
+        if not self.cfg.grid_low_res:
+            return None
+        k = k_max_for_epoch(self.cfg, 0, self.data.pixel_size_A)
+        if k >= plan["k_max"]:
+            return None
+        return {"k_max": k, "box": min(plan["box"], working_box(self.data.box, k, True))}
+
+    def coarse_search(self, grid: dict | None, idx, images):
+        """The grid's search at its band limit for the particles ``idx`` (their training-box
+        ``images``): a :class:`LatentInference` on the grid's renderer and its data, or None
+        when the grid is searched at the epoch's band limit."""
+        if grid is None:
+            return None
+        cfg, dev = self.cfg, self.device
+        r = self.renderer(grid["box"])
+        _, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
+        with torch.no_grad():
+            canon = r.canonical(self.volume, grid["k_max"])
+        data = (canon, r.observed(images), rot, ctf, shifts, r.model.band(grid["k_max"] / r.scale),
+                r.noise_var(self.noise_var))
+        inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
+                                    cfg.latent_limit, amp=cfg.amp)
+        return inference, data
+
     def _infer(self, inference, idx, z0, canonical, obs, rot, ctf, shifts, band, noise_var,
-               use_grid, generator):
+               use_grid, generator, coarse=None):
         cfg = self.cfg
         data = (canonical, obs, rot, ctf, shifts, band, noise_var)
-        if use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
+        if use_grid and coarse is not None:
+            z, e = inference.grid_search_low_res(z0, cfg.grid_points, 0.8 * cfg.latent_limit,
+                                                 cfg.n_candidates, cfg.candidate_sigma, data,
+                                                 *coarse, generator=generator)
+        elif use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
             z, e = inference.grid_search(z0, cfg.grid_points, 0.8 * cfg.latent_limit,
                                          cfg.n_candidates, cfg.candidate_sigma, *data,
                                          generator=generator)
@@ -239,12 +275,18 @@ class Trainer:
         params = [*self.flow.parameters(), self.volume]
         inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
                                     cfg.latent_limit, amp=cfg.amp)
+        grid_now = self.use_grid(epoch)
+        grid = self.grid_plan(plan) if self._searches_grid(grid_now) else None
         t0 = time.time()
         sums = {"nll": 0.0, "rigidity": 0.0, "n": 0}
         n_batches = len(step_n)
         log.info("epoch %d/%d: resolution %.1f Å (k_max %.3f/px), working box %d (%d voxels), "
                  "lr flow %.2g density %.2g", epoch + 1, cfg.total_epochs, plan["resolution_A"],
                  plan["k_max"], plan["box"], r.n_voxels, plan["lr_flow"], plan["lr_density"])
+        if grid is not None:
+            log.info("  latent grid searched at %.1f Å on box %d (%d voxels), decided at %.1f Å",
+                     self.data.pixel_size_A / grid["k_max"], grid["box"],
+                     self.renderer(grid["box"]).n_voxels, plan["resolution_A"])
         for b in progress(range(n_batches), n_batches, f"epoch {epoch + 1}/{cfg.total_epochs}",
                           enabled=distributed.is_main()):
             idx = order[b * batch:(b + 1) * batch]
@@ -261,9 +303,10 @@ class Trainer:
             canon = r.canonical(self.volume, plan["k_max"])
             if not cfg.freeze_latents and not (epoch == 0 and self.latents_from_data):
                 self.flow.requires_grad_(False)
+                coarse = self.coarse_search(grid, idx, images) if grid_now else None
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon.detach(), obs,
                                 rot, ctf, shifts, band, noise_var,
-                                use_grid=self.use_grid(epoch), generator=gen)
+                                use_grid=grid_now, generator=gen, coarse=coarse)
                 self.latents[idx] = z.cpu()
                 self.flow.requires_grad_(True)
             z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,
@@ -298,6 +341,8 @@ class Trainer:
                   "train_nll": sums["nll"] / max(sums["n"], 1),
                   "train_rigidity": sums["rigidity"] / max(sums["n"], 1),
                   "seconds": time.time() - t0, "particles_per_s": sums["n"] / (time.time() - t0)}
+        if grid is not None:
+            record.update(grid_box=grid["box"], grid_k_max=grid["k_max"])
         record.update(self.validate(r, plan, band, noise_var, gen))
         if dev.type == "cuda":
             record["peak_gpu_memory_GiB"] = torch.cuda.max_memory_allocated(dev) / 2**30
@@ -313,7 +358,8 @@ class Trainer:
         if len(self.val_idx) == 0:
             return {}
         cfg, dev = self.cfg, self.device
-        grid = self.use_grid(self.epoch) or self.epoch == 0
+        use_grid = self.use_grid(self.epoch) or self.epoch == 0
+        grid = self.grid_plan(plan) if self._searches_grid(use_grid) else None
         inference = LatentInference(self.flow, r, cfg.centering_lambda, cfg.centering_power,
                                     cfg.latent_limit, amp=cfg.amp)
         full = rigid = 0.0
@@ -325,8 +371,10 @@ class Trainer:
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
             if not cfg.freeze_latents:
+                coarse = self.coarse_search(grid, idx, images) if use_grid else None
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
-                                shifts, band, noise_var, use_grid=grid, generator=gen)
+                                shifts, band, noise_var, use_grid=use_grid, generator=gen,
+                                coarse=coarse)
                 self.latents[idx] = z.cpu()
             with torch.no_grad():
                 z = self.latents[idx].to(dev)
