@@ -140,3 +140,53 @@ def test_rigidity_penalty_equals_the_matrix_form_and_its_gradient():
     (g_fast,) = torch.autograd.grad(fast.sum(), disp)
     (g_ref,) = torch.autograd.grad(matrix_form(disp).sum(), disp)
     assert torch.allclose(g_fast, g_ref, rtol=1e-8, atol=1e-10)
+
+
+def test_native_rigidity_matches_the_float64_reference():
+    """The CPU kernel (float32 in, double inside) against the PyTorch form in float64: value
+    and gradient on random cells far from rigid, near rigid (a rotation plus a little noise)
+    and degenerate (flattened cells); threads split the images."""
+    from flexcore.core.model.priors import rigidity_penalty_reference
+    from flexcore.core.ops.cpu import load_extension, rigidity_penalty_cpu
+    from flexcore.core.rotations import random_rotations
+
+    if load_extension() is None:
+        pytest.skip("the native CPU kernels did not build here")
+    g = torch.Generator().manual_seed(4)
+    pts = torch.rand(60, 3, generator=g) * 10
+    cells = torch.stack([torch.randperm(60, generator=g)[:4] for _ in range(150)])
+    e = torch.stack([pts[cells[:, k]] - pts[cells[:, 0]] for k in (1, 2, 3)], dim=-1)
+    keep = torch.linalg.det(e.double()).abs() > 1.0  # well-shaped rest cells
+    cells, einv = cells[keep], torch.linalg.inv(e[keep].double()).float()
+    w = torch.rand(len(cells), generator=g) + 0.5
+    rot = torch.as_tensor(random_rotations(1, 5), dtype=torch.float32)[0]
+    flat = pts.clone()
+    flat[:, 2] = 0.0
+    disp = torch.stack([torch.randn(60, 3, generator=g) * 2,  # far from rigid
+                        pts @ rot.T - pts + 1e-3 * torch.randn(60, 3, generator=g),  # near rigid
+                        flat - pts,  # every cell flattened: det F = 0
+                        torch.zeros(60, 3)])
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        live = disp.clone().requires_grad_()
+        ours = rigidity_penalty_cpu(pts, cells, einv, w, live)
+        (ours * torch.tensor([1.0, 2.0, -0.5, 3.0])).sum().backward()
+    finally:
+        torch.set_num_threads(before)
+    ref_d = disp.double().requires_grad_()
+    ref = rigidity_penalty_reference(pts.double(), cells, einv.double(), w.double(), ref_d)
+    (ref * torch.tensor([1.0, 2.0, -0.5, 3.0], dtype=torch.float64)).sum().backward()
+    assert float(ref[0]) > 10.0 and float(ref[1]) < 0.1 and float(ref[2]) > 1.0
+    torch.testing.assert_close(ours.double(), ref, rtol=1e-5, atol=1e-5)
+    scale = float(ref_d.grad.abs().max())
+    assert float((live.grad.double() - ref_d.grad).abs().max()) < 1e-4 * scale
+    assert float(ours[3]) < 1e-6  # at rest: no cost
+    # near rigid, where training starts, double precision inside keeps the value the float32
+    # form loses to cancellation (t − 2Σσ + 3 of numbers near 3)
+    f32 = rigidity_penalty_reference(pts, cells, einv, w, disp)
+    assert abs(float(ours[1]) - float(ref[1])) < 0.1 * abs(float(f32[1]) - float(ref[1])) + 1e-9
+    # the dispatcher sends float32 CPU inputs to the kernel and float64 ones to the reference
+    torch.testing.assert_close(rigidity_penalty(pts, cells, einv, w, disp), ours.detach())
+    assert rigidity_penalty(pts.double(), cells, einv.double(), w.double(), disp.double()).dtype \
+        == torch.float64

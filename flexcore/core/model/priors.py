@@ -54,6 +54,32 @@ def singular_value_sum(f: torch.Tensor, iterations: int = 12) -> torch.Tensor:
 def rigidity_penalty(points, cells, edges_inv, weights, displacements) -> torch.Tensor:
     """``Σ_c w_c Σ_k (σ_k − 1)²`` per image, ``(B,)``; multiply by λ outside.
 
+    Float32 CPU inputs (gradient wanted for the displacements only) run the native CPU
+    kernel where it builds (``flexcore.core.ops.cpu``: each cell's 3 × 3 algebra in
+    registers, value and gradient in one pass); everything else, and
+    ``FLEXCORE_OPS_BACKEND=reference``, runs :func:`rigidity_penalty_reference`.
+    """
+    if _native_takes(points, edges_inv, weights, displacements):
+        from ..ops.cpu import rigidity_penalty_cpu
+
+        return rigidity_penalty_cpu(points, cells, edges_inv, weights, displacements)
+    return rigidity_penalty_reference(points, cells, edges_inv, weights, displacements)
+
+
+def _native_takes(points, edges_inv, weights, displacements) -> bool:
+    tensors = (points, edges_inv, weights, displacements)
+    if not all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors):
+        return False
+    if any(t.requires_grad for t in (points, edges_inv, weights)):
+        return False
+    from ..ops import backend_for
+
+    return backend_for(displacements.device) == "cpu"
+
+
+def rigidity_penalty_reference(points, cells, edges_inv, weights, displacements) -> torch.Tensor:
+    """:func:`rigidity_penalty` in PyTorch (any device and dtype; autograd for every input).
+
     The same quantities as :func:`deformation_gradients` and :func:`singular_value_sum`,
     computed on ``(3, B, Nc)`` arrays (one per column of ``F``) so every operation is one
     vectorised pass over all cells: batched products of millions of 3×3 matrices (``bmm``,

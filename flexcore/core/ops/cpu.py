@@ -38,7 +38,7 @@ __all__ = ["SplatProjectCPUFunction", "build_directory", "load_extension", "spla
 log = get_logger("flexcore.ops.cpu")
 
 CSRC = Path(__file__).resolve().with_name("csrc")
-SOURCES = ("splat_cpu.cpp", "gridding_cpu.cpp", "bindings_cpu.cpp")
+SOURCES = ("splat_cpu.cpp", "gridding_cpu.cpp", "rigidity_cpu.cpp", "bindings_cpu.cpp")
 NAME = "flexcore_splat_cpu"
 
 _EXTENSION = None
@@ -213,6 +213,37 @@ def splat_project_cpu(
     return SplatProjectCPUFunction.apply(density, geometry.coords, geometry.vertex_index,
                                          geometry.barycentric, displacements, rotations,
                                          int(image_size))
+
+
+class RigidityCPUFunction(torch.autograd.Function):
+    """Autograd wrapper of the CPU rigidity kernel: the forward also forms the per-image
+    gradient in the displacements (one pass over the cells), the backward scales it."""
+
+    @staticmethod
+    def forward(ctx, points, cells, edges_inv, weights, displacements, iterations):
+        need = bool(ctx.needs_input_grad[4])
+        pen, grad = _require_extension().rigidity_penalty(
+            points.detach().contiguous(), cells.to(torch.int64).contiguous(),
+            edges_inv.detach().contiguous(), weights.detach().contiguous(),
+            displacements.detach().contiguous(), need, int(iterations))
+        ctx.save_for_backward(grad)
+        return pen
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_out):
+        (grad,) = ctx.saved_tensors
+        if not ctx.needs_input_grad[4]:
+            return None, None, None, None, None, None
+        return None, None, None, None, grad * grad_out.view(-1, 1, 1), None
+
+
+def rigidity_penalty_cpu(points, cells, edges_inv, weights, displacements,
+                         iterations: int = 12) -> torch.Tensor:
+    """Native :func:`flexcore.core.model.priors.rigidity_penalty` for float32 CPU tensors
+    (gradient for ``displacements`` only)."""
+    return RigidityCPUFunction.apply(points, cells, edges_inv, weights, displacements,
+                                     iterations)
 
 
 @torch.no_grad()

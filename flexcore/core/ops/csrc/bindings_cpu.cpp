@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gridding_cpu.h"
+#include "rigidity_cpu.h"
 #include "splat_cpu.h"
 
 namespace {
@@ -301,6 +302,10 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("insert_slices", &flexcore::cpu::insert_slices,
         "Trilinear central-slice insertion into sums (3, P, P, P/2+1), in place",
         py::arg("sums"), py::arg("values"), py::arg("weights"), py::arg("matrices"));
+  m.def("rigidity_penalty", &flexcore::cpu::rigidity_penalty,
+        "As-rigid-as-possible penalty per image and its gradient in the displacements",
+        py::arg("points"), py::arg("cells"), py::arg("edges_inv"), py::arg("weights"),
+        py::arg("displacements"), py::arg("need_grad"), py::arg("iterations"));
   m.def("isa", [] { return std::string(flexcore::cpu::isa()); },
         "Instruction set the kernels run with: avx2 or baseline");
   m.def("group_size", [] { return kGroup; }, "Images per group (one vector lane each)");
