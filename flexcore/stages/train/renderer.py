@@ -60,7 +60,9 @@ class Renderer:
                 rotations: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
         """Projections ``(B, box, box)``; ``displacements`` in training-box voxels, per image
         or, with ``rows (B,)``, a table image ``b`` reads row ``rows[b]`` of."""
-        disp = None if displacements is None else displacements * self.scale
+        disp = displacements
+        if disp is not None and self.scale != 1.0:  # (a shared table is scaled whole)
+            disp = disp * self.scale
         if self.convection == "pull":
             if rows is not None:
                 disp = disp[rows]
