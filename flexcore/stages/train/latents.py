@@ -91,18 +91,19 @@ class LatentInference:
         table (:func:`flexcore.core.ops.splat_project`'s ``displacement_rows``)."""
         unique, inverse = unique_latents(z)
         repeats = len(unique) < len(z)
-        disp = torch.cat([self._displacements(unique[s:s + chunk])
-                          for s in range(0, len(unique), chunk)])
+        if repeats:  # one table of the distinct latents' displacements
+            table = torch.cat([self._displacements(unique[s:s + chunk])
+                               for s in range(0, len(unique), chunk)])
         filters = self.renderer.model.filters(ctf, shifts)
         nll = []
         for s in range(0, len(z), chunk):
             p = particle[s:s + chunk]
             if repeats:  # every image reads its row of the shared table
-                spec = self.renderer.filtered_spectra(canonical, disp, rotations[p], filters[p],
+                spec = self.renderer.filtered_spectra(canonical, table, rotations[p], filters[p],
                                                       rows=inverse[s:s + chunk])
             else:
-                spec = self.renderer.filtered_spectra(canonical, disp[s:s + chunk], rotations[p],
-                                                      filters[p])
+                spec = self.renderer.filtered_spectra(canonical, self._displacements(z[s:s + chunk]),
+                                                      rotations[p], filters[p])
             nll.append(self.renderer.model.nll(spec, observed[p], band, noise_var))
         return torch.cat(nll) + self.lam * centering_penalty(z, self.power)
 

@@ -1,8 +1,9 @@
 // CPU kernel of the as-rigid-as-possible penalty (flexcore/core/model/priors.py): per image
 // b, pen[b] = sum_c w_c max(0, tr(F^T F) - 2 sum_k sigma_k(F) + 3) with F = E Einv the cell's
 // deformation gradient, and, in the same pass, d pen[b] / d disp[b]. The singular-value sum
-// is the Newton solve of priors._nuclear_norm (same start, same 12 steps, same last step whose
-// derivative is taken with s held fixed), so value and gradient are those of the PyTorch
+// is the Newton solve of priors._nuclear_norm (same start, the same steps up to 12, stopping
+// once a step no longer moves s, and the same last step whose derivative is taken with s
+// held fixed), so value and gradient are those of the PyTorch
 // form; each cell's 3 x 3 algebra stays in registers, in double precision, instead of ~100
 // passes over (3, B, cells) arrays. Images are split over torch's intra-op threads: each
 // thread owns its images' gradient rows, so no two threads write one value.
@@ -119,7 +120,11 @@ std::vector<at::Tensor> rigidity_penalty(const at::Tensor& points, const at::Ten
         double s = std::sqrt(3.0 * tp);
         for (int64_t it = 0; it < iterations; ++it) {
           const Slope gs = g_and_slope(s, t, e, dabs);
-          s = std::max(s - gs.g / gs.slope, floor_s);
+          const double next = std::max(s - gs.g / gs.slope, floor_s);
+          // converged (Newton from above is monotone): later steps would not move s
+          const bool done = std::fabs(next - s) <= 1e-15 * s;
+          s = next;
+          if (done) break;
         }
         const Slope gs = g_and_slope(s, t, e, dabs);
         const double sf = s - gs.g / gs.slope;
