@@ -275,6 +275,24 @@ def test_evaluate_import_leaves_the_backend():
     assert out.stdout.strip() == "pdf"
 
 
+def test_workflow_scripts_of_torch_free_stages_do_not_import_torch():
+    """The report pages and the particle selection need no torch: their rule scripts import
+    ``flexcore.cli.main`` and their stage, and importing torch would cost each rule 1.5–2.5 s
+    of start-up on the 2-core machine."""
+    code = ("import sys, flexcore.cli.main, flexcore.stages.report_pages.step, "
+            "flexcore.stages.select.step; print(sorted(m for m in sys.modules "
+            "if m == 'torch' or m.startswith('torch.')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
+    for script in ("report_pages.py", "select.py"):
+        imports = re.findall(r"^from (flexcore[\w.]*) import", (ROOT / "workflow" / "scripts" /
+                                                                  script).read_text(), re.M)
+        assert set(imports) <= {"flexcore.cli.main", "flexcore.stages.report_pages.step",
+                                "flexcore.stages.select.step"}, (script, imports)
+
+
 def import_graph_mermaid() -> str:
     """The package's import graph as a Mermaid flowchart: the command line imports stages,
     each stage imports the core (one arrow per stage that imports anything of it; a stage →

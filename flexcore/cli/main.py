@@ -10,8 +10,7 @@ import importlib
 import sys
 
 from .. import __version__
-from ..core.errors import FlexcoreError
-from ..core.utils.distributed import OtherRankError
+from ..core.errors import FlexcoreError, OtherRankError
 
 COMMANDS = {
     "simulate": "build a simulated flexible dataset with ground truth (demo, tests)",

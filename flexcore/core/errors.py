@@ -34,3 +34,10 @@ class OutputPathError(FlexcoreError):
         self.path = str(path)
         self.problem = problem
         super().__init__(f"{self.path}: {problem}")
+
+
+class OtherRankError(FlexcoreError):
+    """Raised on ranks 1…N−1 when rank 0 failed in a section only rank 0 runs; rank 0
+    reports the error itself, so the command line prints nothing for this one. (Defined
+    here, not beside the ranks' helpers, so that the command line and the workflow scripts
+    of stages without torch do not import torch.)"""

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from ..errors import ConfigError, FlexcoreError
+from ..errors import ConfigError, OtherRankError  # noqa: F401 (OtherRankError re-exported)
 from .logging import get_logger
 
 log = get_logger("flexcore.distributed")
@@ -33,11 +33,6 @@ log = get_logger("flexcore.distributed")
 # exports the latents at the end, minutes for millions of particles (the backends' defaults
 # are 10 min for nccl, 30 for gloo); a rank that fails makes torchrun stop the others.
 TIMEOUT = datetime.timedelta(minutes=60)
-
-
-class OtherRankError(FlexcoreError):
-    """Raised on ranks 1…N−1 when rank 0 failed in a section only rank 0 runs; rank 0
-    reports the error itself, so the command line prints nothing for this one."""
 
 
 def launched() -> bool:
