@@ -1,12 +1,18 @@
 """Coarse-to-fine latent grid search (flexcore.stages.train.latents): it finds the best
 point of the full grid wherever the energy's basin is wider than the coarse spacing, with
-fewer evaluations than the full grid."""
+fewer evaluations than the full grid; searched at a lower band, its best is decided at the
+full one; latents shared by several particles are found as such."""
 
 import pytest
 import torch
 
-from flexcore.stages.train.latents import (LatentInference, coarse_grid_points, latent_grid, local_grid,
-                                           unique_latents)
+from flexcore.stages.train.latents import (
+    LatentInference,
+    coarse_grid_points,
+    latent_grid,
+    local_grid,
+    unique_latents,
+)
 
 
 class CountingBowl(LatentInference):

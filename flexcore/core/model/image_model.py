@@ -57,8 +57,7 @@ class ImageFormation:
         """Model spectra ``(B, D, D//2+1)``: ``FFT(proj) · correction · CTF`` translated by
         ``-shift`` (RELION origins in pixels; the observation is the projection moved by
         ``-origin``)."""
-        f = torch.fft.rfft2(projections)
-        return f * (self.correction * ctf) * shift_phase_2d(-shifts_px, self.box, self.device)
+        return torch.fft.rfft2(projections) * self.filters(ctf, shifts_px)
 
     def filters(self, ctf: torch.Tensor, shifts_px: torch.Tensor) -> torch.Tensor:
         """Per-image factors ``correction · CTF · shift phase`` ``(B, D, D//2+1)``: what

@@ -91,16 +91,16 @@ class LatentInference:
         table (:func:`flexcore.core.ops.splat_project`'s ``displacement_rows``)."""
         unique, inverse = unique_latents(z)
         repeats = len(unique) < len(z)
-        if repeats:  # one table of the distinct latents' displacements
-            table = torch.cat([self._displacements(unique[s:s + chunk])
-                               for s in range(0, len(unique), chunk)])
+        if repeats:  # one table of the distinct latents' displacements, at the working box
+            table = self.renderer.working_displacements(torch.cat(
+                [self._displacements(unique[s:s + chunk]) for s in range(0, len(unique), chunk)]))
         filters = self.renderer.model.filters(ctf, shifts)
         nll = []
         for s in range(0, len(z), chunk):
             p = particle[s:s + chunk]
             if repeats:  # every image reads its row of the shared table
                 spec = self.renderer.filtered_spectra(canonical, table, rotations[p], filters[p],
-                                                      rows=inverse[s:s + chunk])
+                                                      rows=inverse[s:s + chunk], working=True)
             else:
                 spec = self.renderer.filtered_spectra(canonical, self._displacements(z[s:s + chunk]),
                                                       rotations[p], filters[p])

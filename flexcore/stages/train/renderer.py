@@ -56,13 +56,19 @@ class Renderer:
         projections keep the images' grey level after Fourier cropping."""
         return self.geometry.gather(canonical) * self.soft / self.scale
 
+    def working_displacements(self, displacements: torch.Tensor) -> torch.Tensor:
+        """Training-box voxel displacements in voxels of this box."""
+        return displacements if self.scale == 1.0 else displacements * self.scale
+
     def project(self, canonical: torch.Tensor, displacements: torch.Tensor | None,
-                rotations: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
-        """Projections ``(B, box, box)``; ``displacements`` in training-box voxels, per image
-        or, with ``rows (B,)``, a table image ``b`` reads row ``rows[b]`` of."""
+                rotations: torch.Tensor, rows: torch.Tensor | None = None,
+                working: bool = False) -> torch.Tensor:
+        """Projections ``(B, box, box)``; ``displacements`` in training-box voxels (in this
+        box's with ``working``, from :meth:`working_displacements`), per image or, with
+        ``rows (B,)``, a table image ``b`` reads row ``rows[b]`` of."""
         disp = displacements
-        if disp is not None and self.scale != 1.0:  # (a shared table is scaled whole)
-            disp = disp * self.scale
+        if disp is not None and not working:
+            disp = self.working_displacements(disp)
         if self.convection == "pull":
             if rows is not None:
                 disp = disp[rows]
@@ -79,11 +85,12 @@ class Renderer:
         proj = self.project(canonical, displacements, rotations)
         return self.model.spectra(proj, ctf, shifts_px)
 
-    def filtered_spectra(self, canonical, displacements, rotations, filters,
-                         rows=None) -> torch.Tensor:
+    def filtered_spectra(self, canonical, displacements, rotations, filters, rows=None,
+                         working: bool = False) -> torch.Tensor:
         """:meth:`spectra` with the per-image factors precomputed
-        (:meth:`ImageFormation.filters`); ``rows`` as in :meth:`project`."""
-        return torch.fft.rfft2(self.project(canonical, displacements, rotations, rows)) * filters
+        (:meth:`ImageFormation.filters`); ``rows`` and ``working`` as in :meth:`project`."""
+        proj = self.project(canonical, displacements, rotations, rows, working)
+        return torch.fft.rfft2(proj) * filters
 
     def observed(self, images: torch.Tensor) -> torch.Tensor:
         """Spectra of training-box images cropped to this box ``(B, box, box//2+1)``."""

@@ -207,11 +207,11 @@ class Trainer:
                use_grid, generator, coarse=None):
         cfg = self.cfg
         data = (canonical, obs, rot, ctf, shifts, band, noise_var)
-        if use_grid and coarse is not None:
+        if coarse is not None:
             z, e = inference.grid_search_low_res(z0, cfg.grid_points, 0.8 * cfg.latent_limit,
                                                  cfg.n_candidates, cfg.candidate_sigma, data,
                                                  *coarse, generator=generator)
-        elif use_grid and cfg.latent_dim <= 2 and cfg.grid_points > 1:
+        elif self._searches_grid(use_grid):
             z, e = inference.grid_search(z0, cfg.grid_points, 0.8 * cfg.latent_limit,
                                          cfg.n_candidates, cfg.candidate_sigma, *data,
                                          generator=generator)
@@ -303,10 +303,9 @@ class Trainer:
             canon = r.canonical(self.volume, plan["k_max"])
             if not cfg.freeze_latents and not (epoch == 0 and self.latents_from_data):
                 self.flow.requires_grad_(False)
-                coarse = self.coarse_search(grid, idx, images) if grid_now else None
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon.detach(), obs,
-                                rot, ctf, shifts, band, noise_var,
-                                use_grid=grid_now, generator=gen, coarse=coarse)
+                                rot, ctf, shifts, band, noise_var, use_grid=grid_now,
+                                generator=gen, coarse=self.coarse_search(grid, idx, images))
                 self.latents[idx] = z.cpu()
                 self.flow.requires_grad_(True)
             z_noisy = inject_noise(self.latents[idx].to(dev), cfg.noise_sigma, cfg.latent_limit,
@@ -371,10 +370,9 @@ class Trainer:
             images, rot, shifts, ctf = self.data.batch(idx, dev, r.box)
             obs = r.observed(images)
             if not cfg.freeze_latents:
-                coarse = self.coarse_search(grid, idx, images) if use_grid else None
                 z = self._infer(inference, idx, self.latents[idx].to(dev), canon, obs, rot, ctf,
                                 shifts, band, noise_var, use_grid=use_grid, generator=gen,
-                                coarse=coarse)
+                                coarse=self.coarse_search(grid, idx, images))
                 self.latents[idx] = z.cpu()
             with torch.no_grad():
                 z = self.latents[idx].to(dev)
