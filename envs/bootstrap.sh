@@ -12,7 +12,7 @@ if ! .venv/bin/python -c "import torch" 2>/dev/null; then
   .venv/bin/python -m pip install --quiet "torch==2.13.0"
 fi
 .venv/bin/python -m pip install --quiet -e ".[dev,workflow]"
-# Build the native CPU kernel now (about a minute), so the first run does not; without a C++
+# Build the native CPU kernel now (under a minute), so the first run does not; without a C++
 # compiler flexcore uses its PyTorch reference operator instead, which is slower.
 .venv/bin/python -m flexcore.core.ops.cpu --build \
   || echo "bootstrap: the native CPU kernel did not build; flexcore will use the slower PyTorch reference"

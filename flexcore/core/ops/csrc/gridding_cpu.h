@@ -1,7 +1,7 @@
 // CPU kernel of the trilinear central-slice insertion (see gridding_cpu.cpp).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 namespace flexcore {
 namespace cpu {

@@ -7,9 +7,9 @@
 // form; each cell's 3 x 3 algebra stays in registers, in double precision, instead of ~100
 // passes over (3, B, cells) arrays. Images are split over torch's intra-op threads: each
 // thread owns its images' gradient rows, so no two threads write one value.
-#include <torch/extension.h>
 
 #include <ATen/Parallel.h>
+#include <ATen/ops/zeros.h>
 
 #include <algorithm>
 #include <cmath>

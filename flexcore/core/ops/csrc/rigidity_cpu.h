@@ -1,7 +1,7 @@
 // CPU kernel of the as-rigid-as-possible penalty (see rigidity_cpu.cpp).
 #pragma once
 
-#include <torch/extension.h>
+#include <ATen/core/Tensor.h>
 
 #include <vector>
 
