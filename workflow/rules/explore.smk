@@ -15,7 +15,7 @@ rule explore:
         "results/{dataset}/benchmarks/explore.tsv"
     conda:
         "../../envs/flexcore-cpu.yaml"
-    threads: 2
+    threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)
     resources:
         mem_mb=job_memory("explore"),
         runtime=job_runtime("explore"),

@@ -30,7 +30,7 @@ rule generate:
         "results/{dataset}/benchmarks/generate.tsv"
     conda:
         "../../envs/flexcore-cuda.yaml"
-    threads: 2
+    threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)
     resources:
         gpu=1,
         mem_mb=job_memory("generate"),

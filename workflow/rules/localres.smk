@@ -41,7 +41,7 @@ rule localres:
         "results/{dataset}/benchmarks/localres.tsv"
     conda:
         "../../envs/flexcore-cuda.yaml"
-    threads: 2
+    threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)
     resources:
         gpu=1,
         mem_mb=job_memory("localres"),

@@ -24,7 +24,7 @@ rule evaluate:
         "results/{dataset}/benchmarks/evaluate.tsv"
     conda:
         "../../envs/flexcore-cpu.yaml"
-    threads: 2
+    threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)
     resources:
         mem_mb=job_memory("evaluate"),
         runtime=job_runtime("evaluate"),
@@ -61,7 +61,7 @@ rule evaluate_reconstruction:
         "results/{dataset}/benchmarks/evaluate_reconstruction.tsv"
     conda:
         "../../envs/flexcore-cpu.yaml"
-    threads: 2
+    threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)
     resources:
         mem_mb=job_memory("evaluate_reconstruction"),
         runtime=job_runtime("evaluate_reconstruction"),
