@@ -28,10 +28,15 @@ def rng() -> np.random.Generator:
     return np.random.default_rng(1234)
 
 
+# Under pytest-xdist (the README's command runs 2 workers) each worker gets one torch thread,
+# so the workers do not oversubscribe the cores; alone, a run uses up to 2.
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 @pytest.fixture(autouse=True)
 def _seed_torch():
     torch.manual_seed(0)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(1 if WORKERS > 1 else max(1, min(2, torch.get_num_threads())))
 
 
 def pytest_addoption(parser):
