@@ -163,6 +163,27 @@ def test_killed_and_resumed_run_matches_an_uninterrupted_one(tmp_path, dataset):
     torch.testing.assert_close(b["volume"], a["volume"], atol=1e-3, rtol=1e-3)
 
 
+def test_loss_plot_is_redrawn_at_most_every_interval_and_at_the_end(tmp_path, dataset,
+                                                                    monkeypatch):
+    """loss.png is drawn after the first epoch, then only once LOSS_PLOT_EVERY_S have passed,
+    and always for the finished run (the latents of every epoch are still plotted)."""
+    import flexcore.stages.train.step as step
+
+    _, _, prep, mesh = dataset
+    drawn = []
+    real = step.plot_losses
+    monkeypatch.setattr(step, "plot_losses",
+                        lambda history, path: (drawn.append(len(history)), real(history, path)))
+    monkeypatch.setattr(step, "LOSS_PLOT_EVERY_S", 1e9)
+    out = tmp_path / "train"
+    run_train(prep, mesh, out, {"latent_dim": 1, "epochs": 3, "batch_size": 128,
+                                "n_candidates": 2, "latent_steps": 1})
+    assert drawn == [1, 3]
+    assert (out / "loss.png").stat().st_size > 10_000
+    assert sorted(p.name for p in out.glob("latents_epoch*.png")) == [
+        f"latents_epoch{e:03d}.png" for e in (1, 2, 3)]
+
+
 def test_bad_configuration_fails_before_any_work(tmp_path, dataset):
     _, _, prep, mesh = dataset
     for bad, name in (({"latent_dim": 0}, "latent_dim"), ({"rigidity_lambda": -1.0},

@@ -30,6 +30,8 @@ from .trainer import Trainer
 
 log = get_logger("flexcore.train")
 
+LOSS_PLOT_EVERY_S = 15.0
+
 
 def load_mesh_for_training(mesh_path, box: int, pixel_size_A: float):
     """Load a mesh and check it was built for the training box."""
@@ -126,12 +128,17 @@ def _train(prep_dir: Path, mesh_path, out_dir, cfg: TrainConfig, on_existing: st
                  distributed.world_size(), len(data), distributed.share(cfg.batch_size), cfg.batch_size)
     truth = _ground_truth_colour(prep_dir, data)
     t_loop, first_epoch = time.time(), trainer.epoch
+    loss_drawn = -float("inf")
     while trainer.epoch < cfg.total_epochs:
         rec = trainer.run_epoch()
         state = trainer.state_dict()  # every rank: gathers the latents
         if main:
             trainer.save(state)
-            plot_losses(trainer.history, out / "loss.png")
+            # loss.png is for watching a run: redrawn when LOSS_PLOT_EVERY_S have passed (every
+            # epoch of a real run; it took a sixth of a 2 s demo epoch), and at the end
+            if time.time() - loss_drawn >= LOSS_PLOT_EVERY_S and trainer.epoch < cfg.total_epochs:
+                plot_losses(trainer.history, out / "loss.png")
+                loss_drawn = time.time()
             plot_latents(state["latents"].numpy(), out / f"latents_epoch{trainer.epoch:03d}.png",
                          f"latents after epoch {trainer.epoch}", cfg.latent_limit, color=truth)
             write_text_atomic(out / "history.json", json.dumps(trainer.history, indent=2) + "\n")
