@@ -44,19 +44,7 @@ def pytest_addoption(parser):
                      help="also run the cases marked slow (their small versions always run)")
 
 
-# The modules that take longest (worker-seconds on 2 cores, 2026-12-07), longest first. The
-# README's command hands whole modules to 2 workers in collection order
-# (--dist loadfile --no-loadscope-reorder), so these go first: a long module started last
-# would leave the other worker idle at the end.
-LONGEST_FIRST = ["test_workflow_run.py", "test_slurm.py", "test_train_distributed.py",
-                 "test_train.py", "test_workflow_config.py", "test_bench_cpu_scripts.py",
-                 "test_bench_distributed.py", "test_benchmarks_run.py", "test_recon_parallel.py",
-                 "test_distributed.py", "test_recon_flex.py", "test_latent_quality.py"]
-
-
 def pytest_collection_modifyitems(config, items):
-    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: keeps the rest
     if config.getoption("--run-slow") or os.environ.get("FLEXCORE_RUN_SLOW") == "1":
         return
     skip = pytest.mark.skip(reason="slow case: run with --run-slow (or FLEXCORE_RUN_SLOW=1); "
