@@ -25,10 +25,10 @@ from ..utils.atomic import atomic_path
 from ..utils.logging import get_logger
 from .cryosparc_group import imported_particle_fields, stable_uids, uid_seed, write_csg
 from .particles import OpticsGroup, ParticleTable, resolve_image_path, unique_row_groups
+from .readers import NUMPY_MAGIC
 
 log = get_logger("flexcore.io.cryosparc")
 
-NUMPY_MAGIC = b"\x93NUMPY"
 _REQUIRED = (
     "blob/path", "blob/idx", "blob/shape", "ctf/df1_A", "ctf/df2_A", "ctf/df_angle_rad",
     "ctf/accel_kv", "ctf/cs_mm", "ctf/amp_contrast",

@@ -13,9 +13,11 @@ import numpy as np
 from ..errors import ConfigError, InputFileError
 from ..utils.logging import get_logger
 from .cryodrgn import read_cryodrgn, read_stack_list
-from .cryosparc import NUMPY_MAGIC, read_cs, write_cs
 from .particles import ParticleTable
-from .star import read_star, write_star
+
+# The first bytes of a .npy/.cs file. The STAR and .cs readers are imported where they are
+# used: they pull in pandas and scipy.spatial, and count_particles (job sizing) needs neither.
+NUMPY_MAGIC = b"\x93NUMPY"
 
 log = get_logger("flexcore.io")
 
@@ -104,8 +106,12 @@ def read_particles(path, pixel_size_A: float | None = None, project_dir=None, *,
     if kind == "cryodrgn":
         table = read_cryodrgn(path, poses, ctf)
     elif kind == "cs":
+        from .cryosparc import read_cs
+
         table = read_cs(path, pixel_size_A=pixel_size_A)
     else:
+        from .star import read_star
+
         table = read_star(path, pixel_size_A=pixel_size_A, project_dir=project_dir)
     table.project_dir = str(project_dir) if project_dir else ""
     if pixel_size_A is not None:
@@ -125,8 +131,12 @@ def write_particles(table: ParticleTable, path, extra: dict[str, np.ndarray] | N
     """
     suffix = Path(path).suffix.lower()
     if suffix == ".star":
+        from .star import write_star
+
         write_star(table, path, extra_columns=extra)
     elif suffix == ".cs":
+        from .cryosparc import write_cs
+
         write_cs(table, path, extra_fields=extra)
     else:
         raise ValueError(f"{path}: cannot tell the format from the extension; use .star or .cs")

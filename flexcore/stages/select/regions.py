@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.cluster.vq import ClusterError, kmeans2
 
 from ...core.errors import ConfigError
 from ...core.io.selection import DrawnSubset
@@ -115,6 +114,10 @@ def select_kmeans(z: np.ndarray, n_clusters: int, seed: int = 0) -> list[Subset]
     if not (isinstance(n_clusters, (int, np.integer)) and 1 <= n_clusters <= len(z)):
         raise ConfigError(f"select.n_clusters = {n_clusters!r}: must be an integer 1…{len(z)} "
                           "(the number of particles)")
+    # imported here: the Snakefile checks the select parameters with this module, and
+    # scipy.cluster took ~0.6 s of every snakemake command's start
+    from scipy.cluster.vq import ClusterError, kmeans2
+
     try:
         centroids, labels = kmeans2(z.astype(np.float64), int(n_clusters), minit="++",
                                     seed=np.random.default_rng(seed), missing="raise")
