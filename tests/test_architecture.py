@@ -293,6 +293,30 @@ def test_workflow_scripts_of_torch_free_stages_do_not_import_torch():
                                 "flexcore.stages.select.step"}, (script, imports)
 
 
+def test_what_the_snakefile_imports_leaves_scipy_and_torch_out():
+    """The Snakefile imports these modules to check the configuration and size jobs, in every
+    snakemake command (and in every job Slurm starts); scipy.spatial and scipy.cluster cost
+    ~0.6 s there and torch 2 s. The formats of flexcore.core.io still load on first use."""
+    code = ("import sys\n"
+            "from flexcore.core.io.mrc import read_map_header\n"
+            "from flexcore.core.io.readers import count_particles\n"
+            "from flexcore.core.resources import DatasetSize\n"
+            "from flexcore.stages.select.regions import check_parameters\n"
+            "print(sorted(m for m in ('torch', 'pandas', 'scipy.spatial', 'scipy.cluster') "
+            "if m in sys.modules))\n"
+            "import flexcore.core.io as io\n"
+            "print(io.read_star.__module__, 'scipy.spatial' in sys.modules)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.splitlines() == ["[]", "flexcore.core.io.star True"]
+    import flexcore.core.io as io
+
+    assert set(io.__all__) <= set(dir(io))
+    with pytest.raises(AttributeError, match="no attribute 'read_nothing'"):
+        io.read_nothing  # noqa: B018
+
+
 def import_graph_mermaid() -> str:
     """The package's import graph as a Mermaid flowchart: the command line imports stages,
     each stage imports the core (one arrow per stage that imports anything of it; a stage →

@@ -34,10 +34,4 @@ def __dir__():
     return sorted(set(globals()) | set(_SOURCES))
 
 
-__all__ = [
-    "ImageSource", "OpticsGroup", "ParticleTable", "StackReader", "StackWriter",
-    "detect_particle_format", "latents_to_cs_fields", "latents_to_star_columns", "read_cs",
-    "read_half_maps", "read_init_latents", "read_latent_points", "read_map", "read_mask", "read_particles",
-    "read_star", "resolve_image_path", "write_cs", "write_map", "write_particles", "write_stack",
-    "write_star",
-]
+__all__ = sorted(_SOURCES)
