@@ -23,12 +23,10 @@ FLAGS = {
 SECTIONS = ("global", "install", ":env:")
 
 
-def pip_config() -> dict[str, list[str]]:
-    out = subprocess.run(
-        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
-    ).stdout
+def pip_config(listing: str) -> dict[str, list[str]]:
+    """The source options in ``pip config list`` output, each from the section pip obeys."""
     found: dict[tuple[str, str], list[str]] = {}
-    for line in out.splitlines():
+    for line in listing.splitlines():
         key, sep, value = line.partition("=")
         section, _, name = key.rpartition(".")
         if not sep or name not in FLAGS or section not in SECTIONS:
@@ -42,17 +40,22 @@ def pip_config() -> dict[str, list[str]]:
     return chosen
 
 
-def main() -> None:
-    config = pip_config()
-    for name, values in config.items():
-        for value in values:
-            print(FLAGS[name])
-            print(value)
+def uv_args(listing: str) -> list[str]:
+    config = pip_config(listing)
+    args = [arg for name, values in config.items() for value in values for arg in (FLAGS[name], value)]
     if "extra-index-url" in config:
         # pip takes the best version from all its indexes; uv by default only looks at the
         # first index that lists a package. Several local indexes need pip's behaviour.
-        print("--index-strategy")
-        print("unsafe-best-match")
+        args += ["--index-strategy", "unsafe-best-match"]
+    return args
+
+
+def main() -> None:
+    listing = subprocess.run(
+        [sys.executable, "-m", "pip", "config", "list"], capture_output=True, text=True, check=False
+    ).stdout
+    for arg in uv_args(listing):
+        print(arg)
 
 
 if __name__ == "__main__":
