@@ -11,6 +11,7 @@ Voxels within ``EDGE_EPS`` of a pixel line get zero density in the comparisons (
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -226,6 +227,31 @@ def test_build_folder_follows_the_sources(tmp_path, monkeypatch):
     assert first.parent == tmp_path / "build" and first.name.startswith("cpu-")
     (src / "splat_cpu_impl.h").write_text((src / "splat_cpu_impl.h").read_text() + "\n// edit\n")
     assert cpu_backend.build_directory() != first
+
+
+def test_a_built_library_is_imported_without_torch_load_and_a_broken_one_is_rebuilt(
+        ext, tmp_path, monkeypatch):
+    """A library in the folder named by the sources is imported directly, whichever
+    checkout built it; one that does not import (a killed link) goes back to torch's load."""
+    import torch.utils.cpp_extension as cpp_extension
+
+    monkeypatch.setenv("FLEXCORE_BUILD_DIR", str(tmp_path / "build"))
+    monkeypatch.delenv("FLEXCORE_BUILD_VERBOSE", raising=False)
+    folder = cpu_backend.build_directory()
+    folder.mkdir(parents=True)
+    library = folder / Path(ext.__file__).name
+    library.write_bytes(Path(ext.__file__).read_bytes())
+    calls = []
+    monkeypatch.setattr(cpp_extension, "load", lambda **kw: calls.append(kw) or "rebuilt")
+    module = cpu_backend._build()
+    assert calls == []  # imported, not built (one process may keep its first copy of the module)
+    assert module.isa() == ext.isa() and callable(module.forward) and callable(module.backward)
+    # another folder: Python keeps an imported extension per path for the whole process
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / library.name).write_bytes(b"not a shared library")
+    monkeypatch.setattr(cpu_backend, "build_directory", lambda: broken)
+    assert cpu_backend._build() == "rebuilt" and calls[0]["build_directory"] == str(broken)
 
 
 class Records(logging.Handler):

@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import importlib.machinery
+import importlib.util
 import os
 import platform
 import shutil
@@ -45,10 +47,18 @@ _EXTENSION = None
 _EXTENSION_TRIED = False
 
 
+# -fopenmp: at::parallel_for is inline and needs _OPENMP to run in parallel; the extension
+# then shares torch's already-loaded libgomp.so.1 (same soname), so one thread pool and
+# torch.set_num_threads apply.
+CFLAGS = ("-O3", "-fopenmp")
+LDFLAGS = ("-fopenmp",)
+
+
 def source_hash() -> str:
-    """Short hash of the CPU kernel's sources: checkouts with different sources build into
-    different folders (sharing one would rebuild at every switch between them)."""
-    digest = hashlib.sha256()
+    """Short hash of the CPU kernel's sources and build flags: checkouts with different
+    sources build into different folders (sharing one would rebuild at every switch between
+    them), and a folder's library is known to be built from exactly these."""
+    digest = hashlib.sha256(" ".join(CFLAGS + LDFLAGS).encode() + b"\0")
     for name in sorted(CSRC.glob("*cpu*")):
         digest.update(name.name.encode() + b"\0" + name.read_bytes())
     return digest.hexdigest()[:12]
@@ -105,24 +115,41 @@ def _ninja_on_path():
         os.environ["PATH"] = old
 
 
-def _build():
-    from torch.utils.cpp_extension import load
+def _import_built(library: Path):
+    """The extension module from an already built library (what torch's ``load`` does last)."""
+    spec = importlib.util.spec_from_file_location(NAME, library)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
+
+def _build():
     build_dir = build_directory()
     build_dir.mkdir(parents=True, exist_ok=True)
-    # -fopenmp: at::parallel_for is inline and needs _OPENMP to run in parallel; the
-    # extension then shares torch's already-loaded libgomp.so.1 (same soname), so one
-    # thread pool and torch.set_num_threads apply. ninja follows the headers through the
-    # compiler's dependency files.
-    with _build_lock(build_dir), _ninja_on_path():
-        return load(
-            name=NAME,
-            sources=[str(CSRC / s) for s in SOURCES],
-            extra_cflags=["-O3", "-fopenmp"],
-            extra_ldflags=["-fopenmp"],
-            build_directory=str(build_dir),
-            verbose=os.environ.get("FLEXCORE_BUILD_VERBOSE", "") == "1",
-        )
+    library = build_dir / f"{NAME}{importlib.machinery.EXTENSION_SUFFIXES[-1]}"
+    with _build_lock(build_dir):
+        # The folder is named by the sources, flags, torch and Python: a library in it is
+        # this build, whichever checkout made it. Importing it directly skips torch's
+        # ``load`` (1-2 s of setuptools import and a ninja run in every process) and the
+        # rebuild ``load`` starts when another checkout's paths wrote build.ninja. A library
+        # that does not import (a build killed while linking) is built again below.
+        if library.is_file() and os.environ.get("FLEXCORE_BUILD_VERBOSE", "") != "1":
+            try:
+                return _import_built(library)
+            except ImportError as exc:
+                log.debug("rebuilding the CPU kernels: %s did not import (%s)", library, exc)
+        from torch.utils.cpp_extension import load
+
+        # ninja follows the headers through the compiler's dependency files
+        with _ninja_on_path():
+            return load(
+                name=NAME,
+                sources=[str(CSRC / s) for s in SOURCES],
+                extra_cflags=list(CFLAGS),
+                extra_ldflags=list(LDFLAGS),
+                build_directory=str(build_dir),
+                verbose=os.environ.get("FLEXCORE_BUILD_VERBOSE", "") == "1",
+            )
 
 
 def load_extension():
