@@ -66,7 +66,7 @@ def instrument(timer: PartTimer) -> None:
     from flexcore.core.model import flow, image_model
     from flexcore.core.ops import reference
     from flexcore.stages.reconstruct import flex, particles
-    from flexcore.stages.train import data, latents, renderer, trainer
+    from flexcore.stages.train import adam, data, latents, renderer, trainer
 
     timer.wrap(data.TrainingData, "batch", "data loading")
     timer.wrap(particles.ImageStream, "read", "data loading")
@@ -85,7 +85,7 @@ def instrument(timer: PartTimer) -> None:
     timer.wrap(latents.LatentInference, "search", "candidate search (other)")
     timer.wrap(latents.LatentInference, "refine", "latent refinement (other)")
     timer.wrap(torch.Tensor, "backward", "backward (autograd)")
-    timer.wrap(torch.optim.Adam, "step", "optimiser")
+    timer.wrap(adam.Adam, "step", "optimiser")
     timer.wrap(trainer.Trainer, "validate", "validation (other)")
     timer.wrap(wiener.FourierAccumulator, "add", "Wiener: shift, pad, FFT, CTF")
     timer.wrap(gridding.CentralSliceInserter, "insert", "Wiener: Fourier gridding")

@@ -14,6 +14,7 @@ import itertools
 import torch
 
 from ...core.model.priors import centering_penalty
+from .adam import Adam
 
 
 def latent_grid(k: int, points: int, extent: float) -> torch.Tensor:
@@ -180,7 +181,7 @@ class LatentInference:
         best = z.detach().clone()
         best_e = start_energy
         z = z.detach().clone().requires_grad_(True)
-        opt = torch.optim.Adam([z], lr=lr)
+        opt = Adam([z], lr=lr)
         for step in range(steps + 1):
             opt.zero_grad(set_to_none=True)
             e = self.energy(z, canonical, observed, rotations, ctf, shifts, band, noise_var)

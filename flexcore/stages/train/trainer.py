@@ -31,6 +31,7 @@ from ...core.utils import distributed
 from ...core.utils.files import file_sha256
 from ...core.utils.logging import get_logger
 from ...core.utils.progress import format_eta, progress
+from .adam import Adam
 from .data import TrainingData
 from .init_latents import gradient_pca_latents
 from .latents import LatentInference
@@ -93,8 +94,8 @@ class Trainer:
         self.val_idx = np.sort(perm[:n_val])
         self.train_idx = np.sort(perm[n_val:])
         self._localise_split()
-        self.opt_flow = torch.optim.Adam(self.flow.parameters(), lr=cfg.lr_flow_start)
-        self.opt_density = torch.optim.Adam([self.volume], lr=cfg.lr_density_start)
+        self.opt_flow = Adam(self.flow.parameters(), lr=cfg.lr_flow_start)
+        self.opt_density = Adam([self.volume], lr=cfg.lr_density_start)
         self.points = torch.as_tensor(mesh.points, dtype=torch.float32, device=dev)
         self.cells = torch.as_tensor(mesh.cells, device=dev)
         self.edges_inv = torch.as_tensor(mesh.rest_edges_inverse(), dtype=torch.float32, device=dev)
