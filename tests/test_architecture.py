@@ -16,6 +16,7 @@ Modules are found by walking the files (a package that fails to import is still 
 from __future__ import annotations
 
 import ast
+import json
 import re
 import subprocess
 import sys
@@ -315,6 +316,23 @@ def test_what_the_snakefile_imports_leaves_scipy_and_torch_out():
     assert set(io.__all__) <= set(dir(io))
     with pytest.raises(AttributeError, match="no attribute 'read_nothing'"):
         io.read_nothing  # noqa: B018
+
+
+def test_provenance_names_torch_without_importing_it():
+    """Rules that never use torch (select, prep, the report) write provenance too; it names
+    the installed torch and its CUDA build as torch itself does, without the 2-3 s import."""
+    code = ("import sys, json\n"
+            "from flexcore.core.utils.provenance import provenance\n"
+            "record = provenance('select')\n"
+            "loaded = 'torch' in sys.modules\n"
+            "import torch\n"
+            "print(json.dumps([loaded, record['torch'], record['cuda'], torch.__version__, "
+            "torch.version.cuda]))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    loaded, version, cuda, torch_version, torch_cuda = json.loads(out.stdout)
+    assert not loaded and version == torch_version and cuda == torch_cuda and version
 
 
 def import_graph_mermaid() -> str:

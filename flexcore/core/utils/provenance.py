@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import importlib.util
 import json
 import platform
 import subprocess
@@ -30,19 +31,36 @@ def _version(module: str) -> str | None:
         return None
 
 
+def _torch_versions() -> tuple[str | None, str | None]:
+    """torch's version and CUDA build. A step that never imported torch (select, prep, the
+    report) reads them from torch's ``version.py`` alone: importing torch takes 2-3 s."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.__version__, torch.version.cuda
+    try:
+        spec = importlib.util.find_spec("torch")  # finds the package without importing it
+        source = Path(spec.origin).with_name("version.py")
+        version_spec = importlib.util.spec_from_file_location("_flexcore_torch_version", source)
+        module = importlib.util.module_from_spec(version_spec)
+        version_spec.loader.exec_module(module)
+        return module.__version__, module.cuda
+    except Exception:  # an unusual torch install: its distribution's version, CUDA unknown
+        return _version("torch"), None
+
+
 def provenance(step: str, params: dict | None = None) -> dict:
     """A record of what produced an output: step, parameters, versions, commit, time."""
-    import torch
-
     from ... import __version__
+
+    torch_version, cuda_version = _torch_versions()
 
     here = Path(__file__).resolve().parents[3]  # the checkout flexcore/core/utils/ lies in
     return {
         "step": step,
         "parameters": params or {},
         "flexcore": __version__,
-        "torch": torch.__version__,
-        "cuda": torch.version.cuda,
+        "torch": torch_version,
+        "cuda": cuda_version,
         "snakemake": _version("snakemake"),
         "numpy": _version("numpy"),
         "python": sys.version.split()[0],
