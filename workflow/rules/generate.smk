@@ -28,6 +28,8 @@ rule generate:
         "results/{dataset}/logs/generate.log",
     benchmark:
         "results/{dataset}/benchmarks/generate.tsv"
+    # the longest of the light rules after training starts before them (docs/workflow.md)
+    priority: 1
     conda:
         "../../envs/flexcore-cuda.yaml"
     threads: 1  # measured: a second thread does not speed it up (docs/workflow.md)

@@ -17,6 +17,7 @@ rule reconstruct_half:
     wildcard_constraints:
         kind="flex|noflex",
         half="A|B",
+    priority: 2  # as the reconstruct rule's
     conda:
         "../../envs/flexcore-cuda.yaml"
     threads: 4
@@ -58,6 +59,9 @@ rule reconstruct:
         "results/{dataset}/logs/reconstruct.log",
     benchmark:
         "results/{dataset}/benchmarks/reconstruct.tsv"
+    # first when cores are short: it heads the longest chain after training (reconstruct,
+    # localres, the state maps, the report; docs/workflow.md)
+    priority: 2
     conda:
         "../../envs/flexcore-cuda.yaml"
     threads: 4
