@@ -4,6 +4,7 @@ import mrcfile
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageSequence
 
 from flexcore.core.checkpoint import load_checkpoint, save_checkpoint
 from flexcore.core.errors import InputFileError
@@ -44,7 +45,10 @@ def test_series_frames_voxel_size_and_origin(model, tmp_path):
             assert (m.header.origin.x, m.header.origin.y, m.header.origin.z) == (0, 0, 0)
         text = (tmp_path / f"series_{k}.cxc").read_text()
         assert f"open series_{k}/frame_*.mrc vseries true" in text
-        assert (tmp_path / f"series_{k}.gif").stat().st_size > 0
+        with Image.open(tmp_path / f"series_{k}.gif") as gif:  # 5 frames forth, 3 back
+            movie = [np.asarray(f.convert("L")) for f in ImageSequence.Iterator(gif)]
+        assert len(movie) == 8 and gif.info["loop"] == 0
+        assert all(np.array_equal(movie[i], movie[8 - i]) for i in (1, 2, 3))
         z = np.loadtxt(tmp_path / f"series_{k}_latents.txt")
         np.testing.assert_allclose(z[:, int(k[1]) - 1], np.linspace(-1.5, 1.5, 5), atol=1e-5)
         assert np.allclose(z[2], 0)  # odd count: the middle frame is z = 0

@@ -7,10 +7,11 @@ pyplot, so importing this module leaves the matplotlib backend alone.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
-from matplotlib.animation import FuncAnimation, PillowWriter
+from PIL import Image
 
 from ...core.utils.atomic import atomic_path, write_text_atomic
 from ...core.utils.figures import new_figure, save_png
@@ -28,8 +29,12 @@ def write_chimerax_series(path: Path, frame_glob: str, level: float) -> None:
     ]) + "\n")
 
 
-def write_motion_gif(frames: list[np.ndarray], path: Path, title: str) -> None:
-    """Animated GIF of projections along z, x and y (forth and back)."""
+def write_motion_gif(frames: list[np.ndarray], path: Path, title: str, fps: int = 8) -> None:
+    """Animated GIF of projections along z, x and y (forth and back).
+
+    Each frame is drawn once and the return trip reuses the drawings: matplotlib's animation
+    writer drew every one of the ``2n - 2`` steps twice, 4-5 s of a 21-frame demo series.
+    """
     projs = [np.stack([f.sum(0), f.sum(1), f.sum(2)]) for f in frames]
     lo, hi = min(p.min() for p in projs), max(p.max() for p in projs)
     fig = new_figure((7.5, 2.8))
@@ -40,17 +45,20 @@ def write_motion_gif(frames: list[np.ndarray], path: Path, title: str) -> None:
         ax.set_title(name, fontsize=9)
         ax.set_xticks([])
         ax.set_yticks([])
-    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
-
-    def update(i):
-        for im, img in zip(ims, projs[order[i]]):
+    drawn = []
+    for i, proj in enumerate(projs):
+        for im, img in zip(ims, proj):
             im.set_data(img)
-        fig.suptitle(f"{title} — frame {order[i] + 1}/{len(frames)}", fontsize=9)
-        return ims
-
-    anim = FuncAnimation(fig, update, frames=len(order), blit=False)
+        fig.suptitle(f"{title} — frame {i + 1}/{len(frames)}", fontsize=9)
+        buf = io.BytesIO()
+        fig.savefig(buf, format="rgba", dpi=fig.dpi)
+        width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
+        drawn.append(Image.frombuffer("RGBA", (width, height), buf.getbuffer(), "raw", "RGBA", 0, 1))
+    order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
+    movie = [drawn[i] for i in order]
     with atomic_path(path) as tmp:
-        anim.save(tmp, writer=PillowWriter(fps=8))
+        movie[0].save(tmp, format="GIF", save_all=True, append_images=movie[1:],
+                      duration=int(1000 / fps), loop=0)
 
 
 def write_slice_strip(frames: list[np.ndarray], path: Path, labels: list[str]) -> None:
