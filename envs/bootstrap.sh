@@ -8,7 +8,7 @@ PY=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
-# Packages go in through uv when it is on PATH or installs into the venv (here: 50 s
+# Packages go in through uv when it is on PATH or installs into the venv (here: 42 s
 # against pip's 130 s), with pip's own sources and constraints (envs/uv_args.py); else pip.
 INSTALL=(.venv/bin/python -m pip install --quiet)
 UV=$(command -v uv || true)

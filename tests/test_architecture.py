@@ -319,8 +319,8 @@ def test_what_the_snakefile_imports_leaves_scipy_and_torch_out():
 
 
 def test_provenance_names_torch_without_importing_it():
-    """Rules that never use torch (select, prep, the report) write provenance too; it names
-    the installed torch and its CUDA build as torch itself does, without the 2-3 s import."""
+    """Rules that never use torch (select) write provenance too. It names the installed
+    torch and its CUDA build as torch itself does, without the 2-3 s import."""
     code = ("import sys, json\n"
             "from flexcore.core.utils.provenance import provenance\n"
             "record = provenance('select')\n"

@@ -130,9 +130,10 @@ def _build():
     with _build_lock(build_dir):
         # The folder is named by the sources, flags, torch and Python: a library in it is
         # this build, whichever checkout made it. Importing it directly skips torch's
-        # ``load`` (1-2 s of setuptools import and a ninja run in every process) and the
+        # ``load`` (0.3-0.5 s of setuptools import and a ninja run in every process) and the
         # rebuild ``load`` starts when another checkout's paths wrote build.ninja. A library
-        # that does not import (a build killed while linking) is built again below.
+        # that does not import (a build killed while linking) is built again below, and
+        # FLEXCORE_BUILD_VERBOSE=1 always goes through ``load`` so that its log is shown.
         if library.is_file() and os.environ.get("FLEXCORE_BUILD_VERBOSE", "") != "1":
             try:
                 return _import_built(library)

@@ -32,8 +32,8 @@ def _version(module: str) -> str | None:
 
 
 def _torch_versions() -> tuple[str | None, str | None]:
-    """torch's version and CUDA build. A step that never imported torch (select, prep, the
-    report) reads them from torch's ``version.py`` alone: importing torch takes 2-3 s."""
+    """torch's version and CUDA build. A step that never imported torch (select, for one)
+    reads them from torch's ``version.py`` alone: importing torch takes 2-3 s."""
     torch = sys.modules.get("torch")
     if torch is not None:
         return torch.__version__, torch.version.cuda

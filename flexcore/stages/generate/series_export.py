@@ -52,7 +52,7 @@ def write_motion_gif(frames: list[np.ndarray], path: Path, title: str, fps: int 
         fig.suptitle(f"{title} — frame {i + 1}/{len(frames)}", fontsize=9)
         buf = io.BytesIO()
         fig.savefig(buf, format="rgba", dpi=fig.dpi)
-        width, height = (round(v) for v in fig.get_size_inches() * fig.dpi)
+        width, height = (int(v) for v in fig.bbox.size)  # the Agg canvas truncates likewise
         drawn.append(Image.frombuffer("RGBA", (width, height), buf.getbuffer(), "raw", "RGBA", 0, 1))
     order = list(range(len(frames))) + list(range(len(frames) - 2, 0, -1))
     movie = [drawn[i] for i in order]
