@@ -110,6 +110,15 @@ def package_imports() -> dict[str, set[str]]:
     return {name: flexcore_imports(name, path, modules=modules) for name, path in modules.items()}
 
 
+def run_python(code: str) -> str:
+    """Run ``code`` in a new interpreter from the checkout (a clean ``sys.modules``); its
+    standard output, after checking that it succeeded."""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_no_stage_imports_another_stage_and_the_core_imports_no_stage():
     bad = tier_violations(package_imports())
     assert not bad, "imports across the tiers:\n" + "\n".join(bad)
@@ -257,10 +266,8 @@ def test_importing_flexcore_changes_nothing_global(probe):
         "print(matplotlib.get_backend())",
         "print(sorted({m.split('.')[0] for m in sys.modules} & {'snakemake', 'pygments'}))",
     ])
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    backend, tools = out.stdout.split("\n")[:2]
+    stdout = run_python(code)
+    backend, tools = stdout.split("\n")[:2]
     if probe == "backend":
         assert backend == "svg", f"importing flexcore switched the matplotlib backend to {backend}"
     else:
@@ -270,10 +277,8 @@ def test_importing_flexcore_changes_nothing_global(probe):
 def test_evaluate_import_leaves_the_backend():
     code = ("import matplotlib; matplotlib.use('pdf'); import flexcore.stages.evaluate.step; "
             "print(matplotlib.get_backend())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "pdf"
+    stdout = run_python(code)
+    assert stdout.strip() == "pdf"
 
 
 def test_workflow_scripts_of_torch_free_stages_do_not_import_torch():
@@ -283,10 +288,8 @@ def test_workflow_scripts_of_torch_free_stages_do_not_import_torch():
     code = ("import sys, flexcore.cli.main, flexcore.stages.report_pages.step, "
             "flexcore.stages.select.step; print(sorted(m for m in sys.modules "
             "if m == 'torch' or m.startswith('torch.')))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.strip() == "[]"
+    stdout = run_python(code)
+    assert stdout.strip() == "[]"
     for script in ("report_pages.py", "select.py"):
         imports = re.findall(r"^from (flexcore[\w.]*) import", (ROOT / "workflow" / "scripts" /
                                                                   script).read_text(), re.M)
@@ -307,10 +310,8 @@ def test_what_the_snakefile_imports_leaves_scipy_and_torch_out():
             "if m in sys.modules))\n"
             "import flexcore.core.io as io\n"
             "print(io.read_star.__module__, 'scipy.spatial' in sys.modules)\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    assert out.stdout.splitlines() == ["[]", "flexcore.core.io.star True"]
+    stdout = run_python(code)
+    assert stdout.splitlines() == ["[]", "flexcore.core.io.star True"]
     import flexcore.core.io as io
 
     assert set(io.__all__) <= set(dir(io))
@@ -328,10 +329,8 @@ def test_provenance_names_torch_without_importing_it():
             "import torch\n"
             "print(json.dumps([loaded, record['torch'], record['cuda'], torch.__version__, "
             "torch.version.cuda]))\n")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         cwd=ROOT, timeout=300)
-    assert out.returncode == 0, out.stderr
-    loaded, version, cuda, torch_version, torch_cuda = json.loads(out.stdout)
+    stdout = run_python(code)
+    loaded, version, cuda, torch_version, torch_cuda = json.loads(stdout)
     assert not loaded and version == torch_version and cuda == torch_cuda and version
 
 

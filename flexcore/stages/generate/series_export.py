@@ -33,7 +33,7 @@ def write_motion_gif(frames: list[np.ndarray], path: Path, title: str, fps: int 
     """Animated GIF of projections along z, x and y (forth and back).
 
     Each frame is drawn once and the return trip reuses the drawings: matplotlib's animation
-    writer drew every one of the ``2n - 2`` steps twice, 4-5 s of a 21-frame demo series.
+    writer drew every one of the ``2n - 2`` steps twice, 2-2.5 s more on the demo's 21 frames.
     """
     projs = [np.stack([f.sum(0), f.sum(1), f.sum(2)]) for f in frames]
     lo, hi = min(p.min() for p in projs), max(p.max() for p in projs)
