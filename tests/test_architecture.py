@@ -385,3 +385,13 @@ def test_the_import_graph_in_the_docs_is_the_package_s():
                    and line.split("-->")[1].strip().startswith("stages_")
                    for line in block.group(1).splitlines() if "-->" in line), \
         "a stage → stage arrow in the import graph"
+
+
+def test_the_modules_the_suite_starts_first_exist():
+    """conftest.py collects the longest test modules first (xdist balance); a renamed one
+    would silently lose its place."""
+    from conftest import LONGEST_FIRST
+
+    tests = Path(__file__).parent
+    missing = [name for name in LONGEST_FIRST if not (tests / f"{name}.py").is_file()]
+    assert not missing, f"tests/conftest.py LONGEST_FIRST names no module {missing}"
