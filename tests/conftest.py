@@ -1,6 +1,6 @@
 """Shared pytest fixtures: the real-format samples beside the checkout, seeded RNGs; the
 ``slow`` marker (long cases, skipped unless ``--run-slow`` or ``FLEXCORE_RUN_SLOW=1``: CI runs
-their small versions)."""
+their small versions); the longest modules collected first."""
 
 from __future__ import annotations
 
@@ -40,11 +40,12 @@ def _seed_torch():
 
 
 # The modules that take longest, longest first (seconds per module on 2 cores, 2026-12-07:
-# 263, 159, 113, 111, 93, 50, 40, 38, 34, 32). Under the README's `-n 2 --dist loadfile`
-# pytest-xdist hands whole modules to whichever worker is free, in collection order; when a
-# 4-minute module starts last, the other worker idles for minutes at the end. So these are
-# collected first and the rest (a few seconds each) fill the gaps. A rename here only changes
-# the order, never what runs (tests/test_architecture.py checks the names exist).
+# 263, 159, 113, 111, 93, 50, 40, 38, 34, 32). Under the README's `-n 2 --dist loadfile`,
+# pytest-xdist gives a worker a whole module whenever it has two tests or fewer left. By
+# default it sorts the modules by their number of tests, so the 4-minute workflow module
+# (16 tests) and the Slurm one (3 tests) started late and one worker idled at the end. Here
+# they go in collection order, these first; the rest, a few seconds each, fill the gaps.
+# The list changes only the order, never what runs (test_architecture.py checks the names).
 LONGEST_FIRST = ("test_workflow_run", "test_slurm", "test_train", "test_train_distributed",
                  "test_workflow_config", "test_recon_flex", "test_bench_cpu_scripts",
                  "test_bench_distributed", "test_benchmarks_run", "test_distributed")
